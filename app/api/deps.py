@@ -1,0 +1,45 @@
+"""Request dependencies as `Annotated` aliases."""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+
+from app.errors import Forbidden, Unauthorized
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.main import Services
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated["Services", Depends(get_services)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def require_admin(request: Request, settings: SettingsDep) -> None:
+    """Bearer auth for the admin API, compared in constant time."""
+    expected = settings.admin_token_value()
+    if not expected:
+        raise Forbidden(
+            "the admin API is disabled: set CHRONOS_ADMIN_TOKEN (or CHRONOS_ADMIN_TOKEN_FILE)"
+            " to enable it"
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token: send Authorization: Bearer <admin token>")
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise Unauthorized("invalid admin token")
+
+
+AdminDep = Depends(require_admin)

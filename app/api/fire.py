@@ -1,0 +1,48 @@
+"""`POST /api/cron/fire`: hop 3 of the contract, called by NAS."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.api.deps import ServicesDep, SettingsDep
+from app.errors import PayloadTooLarge
+
+router = APIRouter(tags=["fire"])
+
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+async def read_body_limited(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes without reading the rest."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body: larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body: larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/api/cron/fire",
+    summary="Receive a fire from NAS",
+    status_code=202,
+    responses={
+        200: {"description": "ignored, duplicate, missed or skipped: delivery ends"},
+        202: {"description": "accepted: admitted durably, next fire armed, the job runs"},
+        400: {"description": "malformed body; the field is named in `detail`", **_ERROR},
+        401: {"description": "missing, invalid, expired or wrong-purpose token", **_ERROR},
+        413: {"description": "body over 64 KiB", **_ERROR},
+        503: {"description": "admitted but next fire not armed yet, or store down: retry", **_ERROR},
+    },
+)
+async def receive_fire(request: Request, services: ServicesDep, settings: SettingsDep) -> JSONResponse:
+    raw = await read_body_limited(request, settings.max_fire_body_bytes)
+    answer = await services.fires.receive(request.headers.get("authorization"), raw)
+    headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after else None
+    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)

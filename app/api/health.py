@@ -1,0 +1,35 @@
+"""Liveness and readiness for orchestrators."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.api.deps import ServicesDep
+from app.store import StoreUnavailable
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="The store answers and the startup reconcile finished",
+    responses={503: {"description": "not ready; `reason` says why"}},
+)
+async def readyz(services: ServicesDep) -> JSONResponse:
+    try:
+        await services.store.ping()
+    except StoreUnavailable:
+        return JSONResponse({"status": "unavailable", "reason": "store unreachable"}, status_code=503)
+    startup = services.startup
+    if not startup.done:
+        reason = "startup reconcile not finished"
+        if startup.last_error:
+            reason += f": {startup.last_error}"
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+    return JSONResponse({"status": "ready"})

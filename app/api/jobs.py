@@ -1,0 +1,105 @@
+"""The admin API: jobs and their runs, under `Authorization: Bearer $CHRONOS_ADMIN_TOKEN`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+
+from app.api.deps import AdminDep, ServicesDep
+from app.jobs.schemas import JobCreate, JobOut, JobPatch, RunOut
+
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "invalid input; `detail` names the field", **_ERROR},
+    401: {"description": "missing or wrong admin token", **_ERROR},
+    403: {"description": "admin API disabled: no CHRONOS_ADMIN_TOKEN configured", **_ERROR},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such job", **_ERROR}}
+
+router = APIRouter(prefix="/api", tags=["admin"], dependencies=[AdminDep], responses=_AUTH_ERRORS)
+
+
+async def _job_out(services: Any, job_id: str) -> JobOut:
+    job, pending = await services.jobs.get(job_id)
+    return JobOut.from_record(job, nas_pending=pending)
+
+
+@router.post("/jobs", status_code=201, response_model=JobOut, summary="Create a job and arm it")
+async def create_job(body: JobCreate, services: ServicesDep) -> JobOut:
+    job = await services.jobs.create(body)
+    return await _job_out(services, job.id)
+
+
+@router.get("/jobs", response_model=list[JobOut], summary="List jobs")
+async def list_jobs(services: ServicesDep) -> list[JobOut]:
+    return [JobOut.from_record(job) for job in await services.jobs.list()]
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=_NOT_FOUND, summary="Show a job")
+async def get_job(job_id: str, services: ServicesDep) -> JobOut:
+    return await _job_out(services, job_id)
+
+
+@router.patch(
+    "/jobs/{job_id}", response_model=JobOut, responses=_NOT_FOUND, summary="Edit a job"
+)
+async def update_job(job_id: str, body: JobPatch, services: ServicesDep) -> JobOut:
+    await services.jobs.update(job_id, body)
+    return await _job_out(services, job_id)
+
+
+@router.delete(
+    "/jobs/{job_id}", status_code=204, responses=_NOT_FOUND, summary="Delete a job and cancel it"
+)
+async def delete_job(job_id: str, services: ServicesDep) -> Response:
+    await services.jobs.delete(job_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/jobs/{job_id}/pause", response_model=JobOut, responses=_NOT_FOUND, summary="Pause a job"
+)
+async def pause_job(job_id: str, services: ServicesDep) -> JobOut:
+    await services.jobs.pause(job_id)
+    return await _job_out(services, job_id)
+
+
+@router.post(
+    "/jobs/{job_id}/resume",
+    response_model=JobOut,
+    responses={**_NOT_FOUND, 409: {"description": "cannot resume", **_ERROR}},
+    summary="Resume a paused job from now",
+)
+async def resume_job(job_id: str, services: ServicesDep) -> JobOut:
+    await services.jobs.resume(job_id)
+    return await _job_out(services, job_id)
+
+
+@router.post(
+    "/jobs/{job_id}/trigger",
+    status_code=202,
+    response_model=RunOut,
+    responses=_NOT_FOUND,
+    summary="Run a job now, outside its schedule (key `manual:<uuid>`)",
+)
+async def trigger_job(job_id: str, services: ServicesDep) -> RunOut:
+    return RunOut.from_record(await services.jobs.trigger(job_id))
+
+
+@router.get(
+    "/jobs/{job_id}/runs",
+    response_model=list[RunOut],
+    responses=_NOT_FOUND,
+    summary="A job's runs, newest first",
+)
+async def list_runs(
+    job_id: str, services: ServicesDep, limit: int = Query(default=50, ge=1, le=1000)
+) -> list[RunOut]:
+    return [RunOut.from_record(f) for f in await services.jobs.runs(job_id, limit=limit)]
+
+
+@router.post("/reconcile", summary="Reconcile NAS arms with the store now")
+async def reconcile(services: ServicesDep) -> dict[str, object]:
+    report = await services.reconciler.reconcile()
+    return report.as_dict()

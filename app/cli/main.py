@@ -1,0 +1,319 @@
+"""The `chronos` command: run the service, the NAS emulator, dev mode, and manage jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from app.settings import ConfigError, Settings
+
+app = typer.Typer(
+    name="chronos",
+    help="Chronos: cron for agents that scale to zero, armed through NAS.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+jobs_app = typer.Typer(help="Manage jobs through the admin API.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+out = Console()
+err = Console(stderr=True)
+
+DEV_ADMIN_TOKEN_FILE = Path("data/dev/admin-token")
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]chronos:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "CHRONOS_" + "_".join(str(p) for p in first["loc"]).upper() if first["loc"] else ""
+        message = first["msg"].removeprefix("Value error, ")
+        raise fail(f"configuration error: {name + ': ' if name else ''}{message}") from None
+
+
+# -- serve -------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (CHRONOS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (CHRONOS_PORT)")] = None,
+) -> None:
+    """Run the agent. Refuses to start when fires could not be verified or armed."""
+    import uvicorn
+
+    from app.logs import configure_logging
+    from app.main import create_app
+
+    settings = load_settings()
+    try:
+        settings.require_fire_config()
+    except ConfigError as exc:
+        raise fail(f"configuration error: {exc}") from None
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations and exit (the service also applies them on start)."""
+    from app.store import Store
+
+    settings = load_settings()
+
+    async def run() -> None:
+        store = Store.from_url(settings.database_url)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    out.print("migrations applied")
+
+
+# -- admin API client --------------------------------------------------------------------
+
+
+def _admin_client(url: str | None, token: str | None) -> httpx.Client:
+    settings = load_settings()
+    base = url or os.environ.get("CHRONOS_API_URL") or f"http://127.0.0.1:{settings.port}"
+    secret = token or settings.admin_token_value()
+    if not secret and DEV_ADMIN_TOKEN_FILE.exists():
+        secret = DEV_ADMIN_TOKEN_FILE.read_text(encoding="utf-8").strip()
+    if not secret:
+        raise fail("no admin token: set CHRONOS_ADMIN_TOKEN (or CHRONOS_ADMIN_TOKEN_FILE)")
+    return httpx.Client(
+        base_url=base.rstrip("/"),
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=httpx.Timeout(30.0, connect=5.0),
+    )
+
+
+UrlOpt = Annotated[
+    str | None, typer.Option("--url", help="agent base URL (CHRONOS_API_URL)", show_default=False)
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", help="admin token (CHRONOS_ADMIN_TOKEN)", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print raw JSON")]
+
+
+def _call(method: str, path: str, url: str | None, token: str | None, **kwargs: Any) -> Any:
+    with _admin_client(url, token) as client:
+        try:
+            response = client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise fail(f"cannot reach the agent at {client.base_url}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise fail(f"HTTP {response.status_code}: {detail}", code=1)
+    return response.json() if response.content else None
+
+
+def _short_time(value: str | None) -> str:
+    return value.replace("+00:00", "Z") if value else "-"
+
+
+def _target_summary(target: dict[str, Any]) -> str:
+    kind = target.get("type")
+    if kind == "http":
+        return f"{target.get('method', 'POST')} {target.get('url')}"
+    if kind == "command":
+        return " ".join(target.get("argv", []))
+    return str(target.get("callable", kind))
+
+
+def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table(show_lines=False)
+    for column in ("id", "name", "schedule", "state", "next run (UTC)", "last", "target"):
+        table.add_column(column)
+    for job in jobs:
+        schedule = job["schedule"] + (f" [{job['timezone']}]" if job["timezone"] != "UTC" else "")
+        table.add_row(
+            job["id"],
+            job["name"],
+            schedule,
+            job["state"],
+            _short_time(job.get("next_run_at")),
+            job.get("last_status") or "-",
+            _target_summary(job["target"]),
+        )
+    return table
+
+
+def _runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table()
+    for column in ("fire_at (UTC)", "kind", "status", "attempt", "finished", "outcome", "error"):
+        table.add_column(column)
+    for run in runs:
+        error = (run.get("error") or "").strip().splitlines()
+        table.add_row(
+            _short_time(run["fire_at"]),
+            run["kind"],
+            run["status"],
+            str(run["attempt"]),
+            _short_time(run.get("finished_at")),
+            run.get("outcome") or "-",
+            error[0][:60] if error else "",
+        )
+    return table
+
+
+def _print(data: Any, as_json: bool, render: Any = None) -> None:
+    if as_json or render is None:
+        out.print_json(json.dumps(data))
+    else:
+        out.print(render(data))
+
+
+def _parse_target(
+    http: str | None, method: str, command: list[str] | None, python: str | None, timeout: float | None
+) -> dict[str, Any]:
+    chosen = [x for x in (http, command, python) if x]
+    if len(chosen) != 1:
+        raise fail("give exactly one target: --http URL, --command ARG… or --python module:function")
+    target: dict[str, Any]
+    if http:
+        target = {"type": "http", "url": http, "method": method.upper()}
+    elif command:
+        target = {"type": "command", "argv": command}
+    else:
+        target = {"type": "python", "callable": python}
+    if timeout is not None:
+        target["timeout_seconds"] = timeout
+    return target
+
+
+@jobs_app.command("add")
+def jobs_add(
+    schedule: Annotated[str, typer.Argument(help="'in 90s', ISO 8601, 'every 5m' or cron")],
+    command: Annotated[
+        list[str] | None, typer.Argument(help="argv of a command target (after --)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="job name")] = None,
+    tz: Annotated[str, typer.Option("--tz", help="IANA zone for cron schedules")] = "UTC",
+    http: Annotated[str | None, typer.Option("--http", help="URL of an http target")] = None,
+    method: Annotated[str, typer.Option(help="HTTP method of an http target")] = "POST",
+    python: Annotated[
+        str | None, typer.Option("--python", help="package.module:function target")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="target timeout in seconds")] = None,
+    repeat: Annotated[int | None, typer.Option(help="number of runs (default: unlimited)")] = None,
+    target_json: Annotated[
+        str | None, typer.Option("--target", help="the target as JSON (overrides the others)")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a job, e.g. `chronos jobs add "every 5m" -- /usr/bin/backup --fast`."""
+    if target_json:
+        try:
+            target = json.loads(target_json)
+        except ValueError as exc:
+            raise fail(f"--target is not valid JSON: {exc}") from None
+    else:
+        target = _parse_target(http, method, command, python, timeout)
+    body: dict[str, Any] = {"schedule": schedule, "timezone": tz, "target": target}
+    if name:
+        body["name"] = name
+    if repeat is not None:
+        body["repeat"] = repeat
+    job = _call("POST", "/api/jobs", url, token, json=body)
+    _print(job, as_json, lambda j: _jobs_table([j]))
+
+
+@jobs_app.command("list")
+def jobs_list(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """List jobs."""
+    _print(_call("GET", "/api/jobs", url, token), as_json, _jobs_table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one job."""
+    job = _call("GET", f"/api/jobs/{job_id}", url, token)
+    _print(job, as_json, lambda j: _jobs_table([j]))
+
+
+@jobs_app.command("pause")
+def jobs_pause(job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Pause a job (cancels its arm at NAS)."""
+    _print(_call("POST", f"/api/jobs/{job_id}/pause", url, token), as_json, lambda j: _jobs_table([j]))
+
+
+@jobs_app.command("resume")
+def jobs_resume(job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Resume a paused job from now."""
+    _print(_call("POST", f"/api/jobs/{job_id}/resume", url, token), as_json, lambda j: _jobs_table([j]))
+
+
+@jobs_app.command("rm")
+def jobs_rm(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Delete a job (cancels its arm at NAS)."""
+    _call("DELETE", f"/api/jobs/{job_id}", url, token)
+    out.print(f"deleted {job_id}")
+
+
+@jobs_app.command("trigger")
+def jobs_trigger(job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Run a job now, outside its schedule."""
+    run = _call("POST", f"/api/jobs/{job_id}/trigger", url, token)
+    _print(run, as_json, lambda r: _runs_table([r]))
+
+
+@jobs_app.command("runs")
+def jobs_runs(
+    job_id: str,
+    limit: Annotated[int, typer.Option(help="how many runs, newest first")] = 20,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A job's runs, newest first."""
+    runs = _call("GET", f"/api/jobs/{job_id}/runs", url, token, params={"limit": limit})
+    _print(runs, as_json, _runs_table)
+
+
+@app.command()
+def reconcile(url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Reconcile the agent's jobs with what NAS has armed, now."""
+    report = _call("POST", "/api/reconcile", url, token)
+    out.print_json(json.dumps(report))
+    if not report.get("ok"):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

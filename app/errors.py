@@ -1,0 +1,58 @@
+"""One error hierarchy; `app.api.errors` renders every one as `{"error", "detail"}`."""
+
+from __future__ import annotations
+
+
+class ChronosError(Exception):
+    """Base error: `kind` is the machine-readable `error` field, `message` the `detail`."""
+
+    kind = "error"
+    status_code = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class InvalidRequest(ChronosError):
+    kind = "invalid_request"
+    status_code = 400
+
+
+class Unauthorized(ChronosError):
+    kind = "unauthorized"
+    status_code = 401
+
+    def __init__(self, message: str = "missing or invalid bearer token") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ChronosError):
+    kind = "forbidden"
+    status_code = 403
+
+
+class NotFound(ChronosError):
+    kind = "not_found"
+    status_code = 404
+
+
+class Conflict(ChronosError):
+    kind = "conflict"
+    status_code = 409
+
+
+class PayloadTooLarge(ChronosError):
+    kind = "payload_too_large"
+    status_code = 413
+
+
+class ServiceUnavailable(ChronosError):
+    """Transient: the caller should retry after `Retry-After` seconds."""
+
+    kind = "unavailable"
+    status_code = 503
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})

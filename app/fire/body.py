@@ -1,0 +1,35 @@
+"""Validation of the fire call's body, parsed from the same raw bytes that arrived."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from app.errors import InvalidRequest
+
+
+def parse_fire_body(raw: bytes) -> tuple[str, datetime]:
+    """Return `(job_id, fire_at)` with `fire_at` in UTC; `InvalidRequest` naming the field."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("body: not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("body: must be a JSON object with job_id and fire_at")
+    job_id = data.get("job_id")
+    if job_id is None:
+        raise InvalidRequest("job_id: field required")
+    if not isinstance(job_id, str) or not job_id.strip() or len(job_id) > 200:
+        raise InvalidRequest("job_id: must be a non-empty string of at most 200 characters")
+    fire_at_text = data.get("fire_at")
+    if fire_at_text is None:
+        raise InvalidRequest("fire_at: field required")
+    if not isinstance(fire_at_text, str):
+        raise InvalidRequest("fire_at: must be an ISO 8601 string with a UTC offset")
+    try:
+        fire_at = datetime.fromisoformat(fire_at_text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequest(f"fire_at: not an ISO 8601 timestamp: {fire_at_text[:64]!r}") from exc
+    if fire_at.utcoffset() is None:
+        raise InvalidRequest("fire_at: must carry a UTC offset (for example +00:00 or Z)")
+    return job_id, fire_at.astimezone(UTC)

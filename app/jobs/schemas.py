@@ -1,0 +1,120 @@
+"""Request and response bodies of the admin API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from app.runner.targets import Target
+from app.store import FireRecord, JobRecord
+
+
+def _iso_utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+UtcTime = Annotated[datetime, PlainSerializer(_iso_utc, return_type=str)]
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    schedule: str = Field(
+        min_length=1,
+        max_length=200,
+        description="`in 90s`, an ISO 8601 instant, `every 5m`, or a 5-field cron expression",
+        examples=["every 5m", "*/15 * * * *", "in 90s", "2026-12-01T09:00:00+01:00"],
+    )
+    timezone: str = Field(default="UTC", max_length=64, description="IANA zone for cron schedules")
+    target: Target
+    repeat: int | None = Field(
+        default=None, ge=1, description="runs before the job completes; default 1 for one-shots"
+    )
+
+
+class JobPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    schedule: str | None = Field(default=None, min_length=1, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    target: Target | None = None
+    repeat: int | None = Field(default=None, ge=1)
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    schedule: str
+    timezone: str
+    target: dict[str, Any]
+    repeat: int | None
+    runs_started: int
+    state: str = Field(description="scheduled | paused | completed")
+    next_run_at: UtcTime | None
+    last_run_at: UtcTime | None
+    last_status: str | None
+    created_at: UtcTime
+    updated_at: UtcTime
+    nas_pending: str | None = Field(
+        default=None,
+        description="the NAS operation not yet acknowledged for this job (provision | cancel)",
+    )
+
+    @classmethod
+    def from_record(cls, job: JobRecord, *, nas_pending: str | None = None) -> JobOut:
+        return cls(
+            id=job.id,
+            name=job.name,
+            schedule=job.schedule,
+            timezone=job.timezone,
+            target=job.target,
+            repeat=job.repeat,
+            runs_started=job.runs_started,
+            state=job.state,
+            next_run_at=job.next_run_at,
+            last_run_at=job.last_run_at,
+            last_status=job.last_status,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            nas_pending=nas_pending,
+        )
+
+
+class RunOut(BaseModel):
+    key: str = Field(description="`{job_id}:{fire_at}` for scheduled fires, `manual:<uuid>` for manual runs")
+    kind: str = Field(description="scheduled | manual")
+    fire_at: UtcTime
+    status: str = Field(description="running | succeeded | failed | timed_out | missed | skipped")
+    attempt: int
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
+    outcome: str | None
+    output: str | None
+    error: str | None
+
+    @classmethod
+    def from_record(cls, fire: FireRecord) -> RunOut:
+        return cls(
+            key=fire.dedup_key,
+            kind=fire.kind,
+            fire_at=fire.fire_at,
+            status=fire.status,
+            attempt=fire.attempt,
+            started_at=fire.started_at,
+            finished_at=fire.finished_at,
+            outcome=fire.outcome,
+            output=fire.output,
+            error=fire.error,
+        )
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class RunList(BaseModel):
+    runs: list[RunOut]

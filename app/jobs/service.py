@@ -1,0 +1,237 @@
+"""Job lifecycle: create, edit, pause, resume, delete, trigger. Each change arms or cancels
+that job at NAS through the outbox before it answers; a NAS failure leaves the operation
+queued for the outbox to retry, and the change itself still succeeds."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.clock import Clock
+from app.errors import Conflict, InvalidRequest, NotFound
+from app.jobs.schemas import JobCreate, JobPatch
+from app.jobs.timing import next_run_after
+from app.nas.client import RetryBudget
+from app.nas.outbox import OutboxPusher
+from app.runner.executor import RunExecutor
+from app.schedule import Schedule, ScheduleError, first_fire, parse_schedule
+from app.store import FireRecord, JobRecord, Store, Tx
+
+log = logging.getLogger(__name__)
+
+
+def _parse(schedule: str, timezone: str) -> Schedule:
+    try:
+        return parse_schedule(schedule, timezone)
+    except ScheduleError as exc:
+        field = "timezone" if "timezone" in str(exc) else "schedule"
+        raise InvalidRequest(f"{field}: {exc}") from exc
+
+
+def _first_run(schedule: Schedule, repeat: int | None, now: datetime) -> datetime:
+    if schedule.is_one_shot and repeat not in (None, 1):
+        raise InvalidRequest("repeat: a one-shot schedule runs once; use 'every …' or cron to repeat")
+    first = first_fire(schedule, now)
+    if first is None or first <= now:
+        raise InvalidRequest(f"schedule: {schedule.text!r} is in the past")
+    return first
+
+
+class JobService:
+    def __init__(
+        self,
+        store: Store,
+        pusher: OutboxPusher,
+        executor: RunExecutor,
+        *,
+        node_id: str,
+        lease_seconds: int,
+        arm_budget: RetryBudget,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.pusher = pusher
+        self.executor = executor
+        self.node_id = node_id
+        self.lease_seconds = lease_seconds
+        self.arm_budget = arm_budget
+        self.clock = clock
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> tuple[JobRecord, str | None]:
+        async with self.store.transaction() as tx:
+            job = await self._require(tx, job_id)
+            op = await tx.get_nas_op(job_id)
+        return job, op.op if op else None
+
+    async def list(self) -> list[JobRecord]:
+        async with self.store.transaction() as tx:
+            return await tx.list_jobs()
+
+    async def runs(self, job_id: str, *, limit: int) -> list[FireRecord]:
+        async with self.store.transaction() as tx:
+            await self._require(tx, job_id)
+            return await tx.list_fires(job_id, limit=limit)
+
+    # -- changes -----------------------------------------------------------------------
+
+    async def create(self, data: JobCreate) -> JobRecord:
+        now = self.clock()
+        schedule = _parse(data.schedule, data.timezone)
+        repeat = data.repeat if data.repeat is not None else (1 if schedule.is_one_shot else None)
+        first = _first_run(schedule, repeat, now)
+        job_id = uuid.uuid4().hex
+        values: dict[str, Any] = {
+            "id": job_id,
+            "name": data.name or f"job-{job_id[:8]}",
+            "schedule": schedule.text,
+            "timezone": data.timezone,
+            "target": data.target.model_dump(mode="json"),
+            "repeat": repeat,
+            "runs_started": 0,
+            "state": "scheduled",
+            "anchor_at": now,
+            "next_run_at": first,
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self.store.transaction() as tx:
+            job = await tx.insert_job(values)
+            await tx.queue_nas_op(job_id, "provision", first, now)
+        log.info("job created", extra={"job_id": job_id, "next_run_at": first.isoformat()})
+        await self._sync(job_id)
+        return job
+
+    async def update(self, job_id: str, patch: JobPatch) -> JobRecord:
+        """Apply a partial edit. Only a change of schedule or timezone re-arms the job."""
+        now = self.clock()
+        changes = patch.model_dump(exclude_unset=True, exclude_none=True)
+        async with self.store.transaction() as tx:
+            job = await self._require(tx, job_id, for_update=True)
+            values: dict[str, Any] = {"updated_at": now}
+            if "name" in changes:
+                values["name"] = changes["name"]
+            if patch.target is not None:
+                values["target"] = patch.target.model_dump(mode="json")
+            if "repeat" in changes:
+                values["repeat"] = changes["repeat"]
+            op: tuple[str, datetime | None] | None = None
+            new_schedule = changes.get("schedule", job.schedule)
+            new_zone = changes.get("timezone", job.timezone)
+            if (new_schedule, new_zone) != (job.schedule, job.timezone):
+                schedule = _parse(new_schedule, new_zone)
+                was_one_shot = parse_schedule(job.schedule, job.timezone).is_one_shot
+                if "repeat" not in changes and schedule.is_one_shot != was_one_shot:
+                    values["repeat"] = 1 if schedule.is_one_shot else None
+                first = _first_run(schedule, values.get("repeat", job.repeat), now)
+                values.update(
+                    schedule=schedule.text, timezone=new_zone, anchor_at=now, next_run_at=first
+                )
+                if job.state == "completed":
+                    values.update(state="scheduled", runs_started=0)
+                if job.state != "paused":
+                    op = ("provision", first)
+            else:
+                repeat = values.get("repeat", job.repeat)
+                if job.state != "completed" and repeat is not None and job.runs_started >= repeat:
+                    values.update(state="completed", next_run_at=None)
+                    if job.state == "scheduled":
+                        op = ("cancel", None)
+            updated = await tx.update_job(job_id, values)
+            if op is not None:
+                await tx.queue_nas_op(job_id, op[0], op[1], now)
+        assert updated is not None
+        if op is not None:
+            await self._sync(job_id)
+        return updated
+
+    async def delete(self, job_id: str) -> None:
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            await self._require(tx, job_id, for_update=True)
+            await tx.delete_job(job_id)
+            await tx.queue_nas_op(job_id, "cancel", None, now)
+        log.info("job deleted", extra={"job_id": job_id})
+        await self._sync(job_id)
+
+    async def pause(self, job_id: str) -> JobRecord:
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            job = await self._require(tx, job_id, for_update=True)
+            if job.state == "completed":
+                raise Conflict("job is completed; edit its schedule to run it again")
+            if job.state == "paused":
+                return job
+            job = await tx.update_job(job_id, {"state": "paused", "updated_at": now})
+            await tx.queue_nas_op(job_id, "cancel", None, now)
+        assert job is not None
+        await self._sync(job_id)
+        return job
+
+    async def resume(self, job_id: str) -> JobRecord:
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            job = await self._require(tx, job_id, for_update=True)
+            if job.state == "completed":
+                raise Conflict("job is completed; edit its schedule to run it again")
+            if job.state == "scheduled":
+                return job
+            schedule = _parse(job.schedule, job.timezone)
+            if schedule.is_one_shot:
+                nxt = first_fire(schedule, job.anchor_at)
+                if nxt is None or nxt <= now:
+                    raise Conflict(
+                        f"the one-shot time {nxt.isoformat() if nxt else ''} has passed;"
+                        " edit the schedule to run it again"
+                    )
+            else:
+                nxt = next_run_after(job, now)
+            if nxt is None:
+                raise Conflict("the schedule has no future fire")
+            job = await tx.update_job(
+                job_id, {"state": "scheduled", "next_run_at": nxt, "updated_at": now}
+            )
+            await tx.queue_nas_op(job_id, "provision", nxt, now)
+        assert job is not None
+        await self._sync(job_id)
+        return job
+
+    async def trigger(self, job_id: str) -> FireRecord:
+        """Run the job now, outside its schedule, in its own key space (`manual:<uuid>`)."""
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            job = await self._require(tx, job_id)
+            fire = await tx.insert_fire(
+                {
+                    "job_id": job_id,
+                    "fire_at": now,
+                    "dedup_key": f"manual:{uuid.uuid4()}",
+                    "kind": "manual",
+                    "status": "running",
+                    "attempt": 1,
+                    "lease_owner": self.node_id,
+                    "lease_expires_at": now + timedelta(seconds=self.lease_seconds),
+                    "fencing_token": 1,
+                    "admitted_at": now,
+                    "started_at": now,
+                }
+            )
+            await tx.update_job(job_id, {"last_run_at": now, "last_status": "running"})
+        self.executor.start(fire, job.target)
+        log.info("manual run started", extra={"job_id": job_id, "key": fire.dedup_key})
+        return fire
+
+    # -- helpers -------------------------------------------------------------------------
+
+    async def _require(self, tx: Tx, job_id: str, *, for_update: bool = False) -> JobRecord:
+        job = await tx.get_job(job_id, for_update=for_update)
+        if job is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        return job
+
+    async def _sync(self, job_id: str) -> None:
+        if not await self.pusher.push_job(job_id, budget=self.arm_budget):
+            log.warning("NAS did not acknowledge; the outbox retries", extra={"job_id": job_id})

@@ -1,0 +1,79 @@
+"""Pushing queued NAS operations (the outbox) until NAS acknowledges them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from app.clock import Clock
+from app.nas.client import NasClient, NasError, RetryBudget
+from app.store import OutboxRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+class OutboxPusher:
+    """Sends each job's pending operation (provision or cancel) to NAS.
+
+    An operation leaves the outbox only when NAS acknowledged it and no newer one replaced
+    it meanwhile; failures stay queued, counted, and are retried later.
+    """
+
+    def __init__(self, store: Store, nas: NasClient, callback_url: str, clock: Clock) -> None:
+        self.store = store
+        self.nas = nas
+        self.callback_url = callback_url
+        self.clock = clock
+
+    async def push_job(self, job_id: str, *, budget: RetryBudget | None = None) -> bool:
+        """Push the job's pending operation; True when nothing is left pending for it."""
+        for _ in range(3):  # a newer operation may replace the one in flight
+            async with self.store.transaction() as tx:
+                op = await tx.get_nas_op(job_id)
+            if op is None:
+                return True
+            if not await self._send(op, budget):
+                return False
+            async with self.store.transaction() as tx:
+                if await tx.ack_nas_op(job_id, op.generation):
+                    return True
+        async with self.store.transaction() as tx:
+            return await tx.get_nas_op(job_id) is None
+
+    async def push_all(self, *, concurrency: int, budget: RetryBudget | None = None) -> int:
+        """Push every pending operation, `concurrency` at a time; returns how many remain."""
+        async with self.store.transaction() as tx:
+            ops = await tx.list_nas_ops()
+        if not ops:
+            return 0
+        gate = asyncio.Semaphore(concurrency)
+
+        async def push(job_id: str) -> bool:
+            async with gate:
+                return await self.push_job(job_id, budget=budget)
+
+        results = await asyncio.gather(*(push(op.job_id) for op in ops))
+        return sum(1 for ok in results if not ok)
+
+    async def _send(self, op: OutboxRecord, budget: RetryBudget | None) -> bool:
+        try:
+            if op.op == "provision":
+                assert op.fire_at is not None
+                await self.nas.provision(op.job_id, op.fire_at, self.callback_url, budget=budget)
+            else:
+                await self.nas.cancel(op.job_id, budget=budget)
+        except NasError as exc:
+            log.warning(
+                "NAS %s failed; kept in the outbox",
+                op.op,
+                extra={"job_id": op.job_id, "error": str(exc), "attempts": op.attempts + 1},
+            )
+            async with self.store.transaction() as tx:
+                await tx.note_nas_failure(op.job_id, op.generation, str(exc), self.clock())
+            return False
+        log.info(
+            "NAS %s acknowledged",
+            op.op,
+            extra={"job_id": op.job_id, "fire_at": op.fire_at.isoformat() if op.fire_at else None},
+        )
+        return True

@@ -1,0 +1,152 @@
+"""Runs admitted fires in the background under a renewed lease, and takes over abandoned ones."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from app.clock import Clock
+from app.runner.targets import RunContext, RunResult, TargetRunner, parse_target
+from app.store import FireRecord, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class RunExecutor:
+    """Owns the background tasks that run jobs on this replica.
+
+    A fire is admitted already leased to this replica (status `running`). The lease is renewed
+    while the target runs; the end is written only while the fencing token still matches, so
+    a replica that lost its lease can never overwrite a newer attempt. A lease that expires
+    (the replica crashed or was stopped) is taken over by `recover_expired`, as attempt N+1
+    with the same `Idempotency-Key`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        targets: TargetRunner,
+        *,
+        node_id: str,
+        lease_seconds: int,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.targets = targets
+        self.node_id = node_id
+        self.lease = timedelta(seconds=lease_seconds)
+        self.clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    def start(self, fire: FireRecord, target: dict[str, object]) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._run(fire, target), name=f"run:{fire.dedup_key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait until every run started here has finished (tests, graceful shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    async def shutdown(self, grace: float) -> None:
+        """Let runs finish for `grace` seconds, then cancel; their leases expire and are resumed."""
+        await self.wait_idle(grace)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def recover_expired(self) -> int:
+        """Take over fires whose lease expired, and run them again; returns how many."""
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            expired = await tx.expired_leases(now)
+        taken = 0
+        for fire in expired:
+            async with self.store.transaction() as tx:
+                mine = await tx.take_over_lease(
+                    fire, owner=self.node_id, lease_expires_at=now + self.lease, now=now
+                )
+                job = await tx.get_job(fire.job_id) if mine else None
+            if mine is None:
+                continue
+            if job is None:
+                await self._finish(mine, RunResult("failed", None, None, "job was deleted"))
+                continue
+            log.warning(
+                "resuming a run whose lease expired",
+                extra={"job_id": mine.job_id, "fire_at": mine.fire_at.isoformat(), "attempt": mine.attempt},
+            )
+            self.start(mine, job.target)
+            taken += 1
+        return taken
+
+    async def _run(self, fire: FireRecord, target_data: dict[str, object]) -> None:
+        ctx = RunContext(job_id=fire.job_id, fire_at=fire.fire_at, dedup_key=fire.dedup_key)
+        renewer = asyncio.create_task(self._renew(fire))
+        try:
+            try:
+                target = parse_target(dict(target_data))
+            except ValueError as exc:
+                result = RunResult("failed", None, None, f"invalid target: {exc}")
+            else:
+                result = await self.targets.run(target, ctx)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        await self._finish(fire, result)
+
+    async def _renew(self, fire: FireRecord) -> None:
+        interval = max(1.0, self.lease.total_seconds() / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.store.transaction() as tx:
+                    kept = await tx.renew_lease(fire.id, fire.fencing_token, self.clock() + self.lease)
+            except StoreUnavailable:
+                log.warning("could not renew a lease", extra={"job_id": fire.job_id})
+                continue
+            if not kept:
+                log.error("lease lost while running", extra={"job_id": fire.job_id})
+                return
+
+    async def _finish(self, fire: FireRecord, result: RunResult) -> None:
+        now = self.clock()
+        for attempt in range(5):
+            try:
+                async with self.store.transaction() as tx:
+                    recorded = await tx.finish_fire(
+                        fire.id,
+                        fire.fencing_token,
+                        status=result.status,
+                        finished_at=now,
+                        outcome=result.outcome,
+                        output=result.output,
+                        error=result.error,
+                    )
+                    if recorded:
+                        await tx.update_job(fire.job_id, {"last_status": result.status})
+                break
+            except StoreUnavailable:
+                # The lease runs out if this never succeeds; the run is then resumed elsewhere.
+                await asyncio.sleep(min(2**attempt, 10))
+        else:
+            return
+        log.info(
+            "run finished",
+            extra={
+                "job_id": fire.job_id,
+                "fire_at": fire.fire_at.isoformat(),
+                "attempt": fire.attempt,
+                "status": result.status,
+                "recorded": recorded,
+            },
+        )

@@ -1,0 +1,140 @@
+"""Schedules: `in 90s`, an ISO 8601 instant, `every 5m`, or a 5-field cron expression in an IANA zone.
+
+Every instant computed here is timezone-aware UTC and a whole second.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DELAY_RE = re.compile(r"^in\s+(\d+)\s*([smhd])$", re.IGNORECASE)
+_EVERY_RE = re.compile(r"^every\s+(\d+)\s*([smhd])$", re.IGNORECASE)
+
+
+class ScheduleError(ValueError):
+    """The schedule or timezone text cannot be understood; the message says why."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: Literal["once", "interval", "cron"]
+    text: str
+    timezone: str = "UTC"
+    at: datetime | None = None  # once, absolute
+    delay: timedelta | None = None  # once, relative to the job's anchor
+    period: timedelta | None = None  # interval
+    cron: str | None = None  # cron
+
+    @property
+    def is_one_shot(self) -> bool:
+        return self.kind == "once"
+
+
+def to_utc_second(value: datetime) -> datetime:
+    """Normalise an aware datetime to UTC; a naive one is taken as UTC. Drops sub-seconds."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+def ceil_second(value: datetime) -> datetime:
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if value.microsecond:
+        value = value.replace(microsecond=0) + timedelta(seconds=1)
+    return value
+
+
+def load_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ScheduleError(f"unknown timezone {name!r}: use an IANA name such as 'Europe/Paris'") from exc
+
+
+def parse_schedule(text: str, timezone: str = "UTC") -> Schedule:
+    """Parse schedule text; raise `ScheduleError` naming what is wrong."""
+    raw = (text or "").strip()
+    if not raw:
+        raise ScheduleError("schedule is empty")
+    load_zone(timezone)
+    if m := _DELAY_RE.match(raw):
+        amount = int(m.group(1)) * _UNITS[m.group(2).lower()]
+        if amount <= 0:
+            raise ScheduleError("a delay must be at least 1 second")
+        return Schedule("once", raw, timezone, delay=timedelta(seconds=amount))
+    if m := _EVERY_RE.match(raw):
+        amount = int(m.group(1)) * _UNITS[m.group(2).lower()]
+        if amount <= 0:
+            raise ScheduleError("an interval must be at least 1 second")
+        return Schedule("interval", raw, timezone, period=timedelta(seconds=amount))
+    fields = raw.split()
+    if len(fields) == 5:
+        if not croniter.is_valid(raw):
+            raise ScheduleError(f"invalid cron expression {raw!r}")
+        return Schedule("cron", raw, timezone, cron=" ".join(fields))
+    if len(fields) == 1:
+        try:
+            at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=load_zone(timezone))
+            return Schedule("once", raw, timezone, at=ceil_second(at))
+    raise ScheduleError(
+        f"cannot parse schedule {raw!r}: use 'in 90s', an ISO 8601 time, "
+        "'every 5m' (s, m, h or d) or a 5-field cron expression"
+    )
+
+
+def first_fire(schedule: Schedule, anchor: datetime) -> datetime | None:
+    """The first fire of a job created at `anchor` (its creation instant).
+
+    A one-shot returns its instant even when that is already past; callers decide.
+    """
+    anchor = ceil_second(anchor)
+    if schedule.kind == "once":
+        if schedule.at is not None:
+            return schedule.at
+        assert schedule.delay is not None
+        return anchor + schedule.delay
+    if schedule.kind == "interval":
+        assert schedule.period is not None
+        return anchor + schedule.period
+    return next_fire_after(schedule, anchor, anchor - timedelta(seconds=1))
+
+
+def next_fire_after(schedule: Schedule, anchor: datetime, after: datetime) -> datetime | None:
+    """The first fire strictly after `after`; None when the schedule has no more fires.
+
+    Intervals keep their phase from `anchor`: after a late fire the next one is the next
+    future slot in phase, never `late fire + period`.
+    """
+    after = to_utc_second(after)
+    anchor = ceil_second(anchor)
+    if schedule.kind == "once":
+        at = first_fire(schedule, anchor)
+        return at if at is not None and at > after else None
+    if schedule.kind == "interval":
+        assert schedule.period is not None
+        period = int(schedule.period.total_seconds())
+        elapsed = int((after - anchor).total_seconds())
+        slots = elapsed // period + 1 if elapsed >= 0 else 1
+        return anchor + timedelta(seconds=slots * period)
+    assert schedule.cron is not None
+    zone = load_zone(schedule.timezone)
+    start = after.astimezone(zone)
+    nxt: datetime = croniter(schedule.cron, start).get_next(datetime)
+    result = to_utc_second(nxt)
+    # Guard the invariant: strictly after, whatever the zone does around transitions.
+    while result <= after:
+        nxt = croniter(schedule.cron, nxt).get_next(datetime)
+        result = to_utc_second(nxt)
+    return result

@@ -1,0 +1,176 @@
+"""Service configuration: one typed `Settings`, read from `CHRONOS_*` variables and `.env`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/chronos.db"
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+PLACEHOLDER_SECRETS = {"changeme", "changethis", "secret", "password", "token", "admin"}
+
+
+class ConfigError(Exception):
+    """A setting is missing or inconsistent; the message names the setting."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CHRONOS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    env: Literal["prod", "dev"] = "prod"
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "0.0.0.0"  # noqa: S104 - a service behind a load balancer listens on all interfaces
+    port: int = Field(default=8080, ge=1, le=65535)
+
+    portal_url: str | None = None
+    callback_url: str | None = None
+    expected_audience: str | None = None
+    nas_jwks_url: str | None = None
+    nas_token: SecretStr | None = None
+    nas_token_file: Path | None = None
+    admin_token: SecretStr | None = None
+    admin_token_file: Path | None = None
+
+    # Identity of this replica: lease owner for the fires it runs.
+    node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+
+    # NAS client
+    nas_connect_timeout: float = Field(default=3.0, gt=0)
+    nas_read_timeout: float = Field(default=10.0, gt=0)
+    nas_retry_attempts: int = Field(default=4, ge=1)
+    nas_retry_max_seconds: float = Field(default=20.0, gt=0)
+    nas_retry_initial_wait: float = Field(default=0.2, ge=0)
+    # The bounded budget for arming the next fire while NAS waits on a fire answer.
+    fire_arm_attempts: int = Field(default=3, ge=1)
+    fire_arm_max_seconds: float = Field(default=4.0, gt=0)
+    retry_after_seconds: int = Field(default=5, ge=1)
+
+    # Fire verification
+    jwt_leeway_seconds: int = Field(default=30, ge=0)
+    jwks_refresh_interval_seconds: float = Field(default=30.0, ge=0)
+    jwks_failure_ttl_seconds: float = Field(default=5.0, ge=0)
+    max_fire_body_bytes: int = Field(default=64 * 1024, gt=0)
+
+    # Runs
+    lease_seconds: int = Field(default=60, ge=5)
+    max_output_bytes: int = Field(default=4096, ge=256)
+    default_target_timeout_seconds: float = Field(default=60.0, gt=0)
+    reconcile_concurrency: int = Field(default=8, ge=1)
+    outbox_drain_interval_seconds: float = Field(default=10.0, gt=0)
+    reconcile_on_startup: bool = True
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        """`CHRONOS_X_FILE` supplies secret X from a file when X itself is unset."""
+        if not isinstance(data, dict):
+            return data
+        for name in ("nas_token", "admin_token"):
+            path = data.get(f"{name}_file")
+            if path and not data.get(name):
+                try:
+                    data[name] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    env_name = f"CHRONOS_{name.upper()}_FILE"
+                    raise ValueError(f"{env_name}: cannot read {path}: {exc.strerror}") from exc
+        return data
+
+    # -- derived -----------------------------------------------------------------
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+    @property
+    def issuer(self) -> str | None:
+        """The expected JWT `iss`: the portal URL, without a trailing slash."""
+        return self.portal_url.rstrip("/") if self.portal_url else None
+
+    def nas_token_value(self) -> str | None:
+        return self.nas_token.get_secret_value() if self.nas_token else None
+
+    def admin_token_value(self) -> str | None:
+        return self.admin_token.get_secret_value() if self.admin_token else None
+
+    @property
+    def retry_after(self) -> timedelta:
+        return timedelta(seconds=self.retry_after_seconds)
+
+    # -- start-up checks ---------------------------------------------------------
+
+    def fire_config_problems(self) -> list[str]:
+        """What keeps this agent from verifying fires or arming them; empty when ready.
+
+        Each problem is one line naming the setting, so that `chronos serve` can refuse
+        to start instead of arming jobs whose fires it would then refuse.
+        """
+        problems: list[str] = []
+        required = {
+            "CHRONOS_PORTAL_URL": self.portal_url,
+            "CHRONOS_CALLBACK_URL": self.callback_url,
+            "CHRONOS_EXPECTED_AUDIENCE": self.expected_audience,
+            "CHRONOS_NAS_JWKS_URL": self.nas_jwks_url,
+        }
+        for env_name, value in required.items():
+            if not value:
+                problems.append(f"{env_name} is not set")
+        if not self.nas_token_value():
+            problems.append("CHRONOS_NAS_TOKEN (or CHRONOS_NAS_TOKEN_FILE) is not set")
+        for env_name, value in (
+            ("CHRONOS_PORTAL_URL", self.portal_url),
+            ("CHRONOS_CALLBACK_URL", self.callback_url),
+            ("CHRONOS_NAS_JWKS_URL", self.nas_jwks_url),
+        ):
+            if value:
+                problem = _url_problem(env_name, value, allow_loopback_http=self.is_dev)
+                if problem:
+                    problems.append(problem)
+        admin = self.admin_token_value()
+        if admin is not None and (len(admin) < 16 or admin.lower() in PLACEHOLDER_SECRETS):
+            problems.append(
+                "CHRONOS_ADMIN_TOKEN is too weak: use at least 16 random characters "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return problems
+
+    def require_fire_config(self) -> None:
+        problems = self.fire_config_problems()
+        if problems:
+            raise ConfigError(problems[0] if len(problems) == 1 else "; ".join(problems))
+
+
+def _url_problem(env_name: str, value: str, *, allow_loopback_http: bool) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{env_name} must be an absolute http(s) URL, got {value!r}"
+    if parts.scheme == "https":
+        return None
+    if allow_loopback_http and parts.hostname in LOOPBACK_HOSTS:
+        return None
+    if allow_loopback_http:
+        return f"{env_name} must use https (plain http is allowed only on loopback with CHRONOS_ENV=dev)"
+    return f"{env_name} must use https (plain http is allowed only with CHRONOS_ENV=dev on loopback)"
+
+
+def ensure_sqlite_folder(database_url: str) -> None:
+    """Create the folder of a SQLite file database, so the default works on a fresh clone."""
+    prefix = "sqlite+aiosqlite:///"
+    if database_url.startswith(prefix):
+        path = database_url[len(prefix) :].split("?", 1)[0]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -1,0 +1,15 @@
+"""Persistence: every SQL statement of the service lives in this package."""
+
+from app.store.records import FireRecord, JobRecord, OutboxRecord
+from app.store.store import DuplicateFire, Store, StoreUnavailable, Tx, fire_dedup_key
+
+__all__ = [
+    "DuplicateFire",
+    "FireRecord",
+    "JobRecord",
+    "OutboxRecord",
+    "Store",
+    "StoreUnavailable",
+    "Tx",
+    "fire_dedup_key",
+]

@@ -1,0 +1,115 @@
+"""Table definitions (SQLAlchemy Core). Migrations in `migrations/` create exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        # SQLite keeps no offset: store naive UTC text that sorts and compares correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("schedule", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("target", JSON, nullable=False),
+    Column("repeat", Integer, nullable=True),  # None: unlimited
+    Column("runs_started", Integer, nullable=False, default=0),
+    Column("state", String(16), nullable=False),  # scheduled | paused | completed
+    Column("anchor_at", UTCDateTime, nullable=False),  # phase of intervals, base of delays
+    Column("next_run_at", UTCDateTime, nullable=True),
+    Column("last_run_at", UTCDateTime, nullable=True),
+    Column("last_status", String(16), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+fires = Table(
+    "fires",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), nullable=False),
+    Column("fire_at", UTCDateTime, nullable=False),
+    # "{job_id}:{fire_at}" for scheduled fires, "manual:{uuid}" for manual runs.
+    Column("dedup_key", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # scheduled | manual
+    # running | succeeded | failed | timed_out | missed | skipped
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("fencing_token", Integer, nullable=False, default=0),
+    Column("admitted_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("outcome", String(200), nullable=True),
+    Column("output", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("dedup_key", name="uq_fires_dedup_key"),
+    Index("ix_fires_job_id_fire_at", "job_id", "fire_at"),
+    Index("ix_fires_status_lease", "status", "lease_expires_at"),
+)
+
+# NAS operations not yet acknowledged: at most one per job, the latest wins (NAS upserts
+# by job too). `generation` lets an acknowledgement delete only the operation it sent.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("op", String(16), nullable=False),  # provision | cancel
+    Column("fire_at", UTCDateTime, nullable=True),
+    Column("generation", Integer, nullable=False, default=1),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

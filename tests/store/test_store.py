@@ -1,0 +1,179 @@
+"""Store claim semantics, run on SQLite and (with CHRONOS_TEST_DATABASE_URL) PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from app.store import DuplicateFire, Store, fire_dedup_key
+
+pytestmark = pytest.mark.asyncio
+
+T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+
+
+def job_values(job_id: str = "job1", next_run_at: datetime = T0) -> dict[str, object]:
+    return {
+        "id": job_id,
+        "name": job_id,
+        "schedule": "every 1m",
+        "timezone": "UTC",
+        "target": {"type": "command", "argv": ["true"]},
+        "repeat": None,
+        "runs_started": 0,
+        "state": "scheduled",
+        "anchor_at": T0 - timedelta(minutes=1),
+        "next_run_at": next_run_at,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+
+
+def fire_values(job_id: str = "job1", fire_at: datetime = T0, **extra: object) -> dict[str, object]:
+    return {
+        "job_id": job_id,
+        "fire_at": fire_at,
+        "dedup_key": fire_dedup_key(job_id, fire_at),
+        "kind": "scheduled",
+        "status": "running",
+        "attempt": 1,
+        "lease_owner": "node-a",
+        "lease_expires_at": T0 + timedelta(seconds=60),
+        "fencing_token": 1,
+        "admitted_at": T0,
+        "started_at": T0,
+        **extra,
+    }
+
+
+async def test_times_round_trip_as_aware_utc(store: Store) -> None:
+    paris = timezone(timedelta(hours=1))
+    async with store.transaction() as tx:
+        await tx.insert_job(job_values(next_run_at=datetime(2026, 11, 26, 13, 0, tzinfo=paris)))
+    async with store.transaction() as tx:
+        job = await tx.get_job("job1")
+    assert job is not None
+    assert job.next_run_at == T0
+    assert job.next_run_at.tzinfo is not None
+    assert job.next_run_at.utcoffset() == timedelta(0)
+
+
+async def test_dedup_key_is_job_and_utc_instant() -> None:
+    plus_one = datetime(2026, 11, 26, 13, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert fire_dedup_key("j", plus_one) == "j:2026-11-26T12:00:00+00:00"
+
+
+async def test_second_insert_of_the_same_fire_is_a_duplicate(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.insert_job(job_values())
+        await tx.insert_fire(fire_values())
+    with pytest.raises(DuplicateFire):
+        async with store.transaction() as tx:
+            await tx.insert_fire(fire_values())
+    async with store.transaction() as tx:
+        fires = await tx.list_fires("job1")
+    assert len(fires) == 1
+
+
+async def test_concurrent_inserts_admit_exactly_one(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.insert_job(job_values())
+
+    async def attempt() -> bool:
+        try:
+            async with store.transaction() as tx:
+                await tx.insert_fire(fire_values())
+        except DuplicateFire:
+            return False
+        return True
+
+    results = await asyncio.gather(*(attempt() for _ in range(8)))
+    assert results.count(True) == 1
+
+
+async def test_advance_job_is_a_conditional_claim(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.insert_job(job_values())
+    later = T0 + timedelta(minutes=1)
+    async with store.transaction() as tx:
+        first = await tx.advance_job("job1", expected_next_run_at=T0, values={"next_run_at": later})
+    async with store.transaction() as tx:
+        second = await tx.advance_job("job1", expected_next_run_at=T0, values={"next_run_at": later})
+    assert (first, second) == (True, False)
+
+
+async def test_advance_job_refuses_paused_jobs(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.insert_job({**job_values(), "state": "paused"})
+        moved = await tx.advance_job("job1", expected_next_run_at=T0, values={"next_run_at": None})
+    assert moved is False
+
+
+async def test_outbox_keeps_latest_op_and_acks_only_its_generation(store: Store) -> None:
+    async with store.transaction() as tx:
+        first = await tx.queue_nas_op("job1", "provision", T0, T0)
+        second = await tx.queue_nas_op("job1", "cancel", None, T0)
+    assert second.generation == first.generation + 1
+    async with store.transaction() as tx:
+        stale_ack = await tx.ack_nas_op("job1", first.generation)
+        pending = await tx.get_nas_op("job1")
+    assert stale_ack is False
+    assert pending is not None and pending.op == "cancel"
+    async with store.transaction() as tx:
+        assert await tx.ack_nas_op("job1", second.generation) is True
+        assert await tx.get_nas_op("job1") is None
+
+
+async def test_outbox_failure_is_counted(store: Store) -> None:
+    async with store.transaction() as tx:
+        op = await tx.queue_nas_op("job1", "provision", T0, T0)
+        await tx.note_nas_failure("job1", op.generation, "HTTP 503", T0)
+        await tx.note_nas_failure("job1", op.generation, "HTTP 503", T0)
+        again = await tx.get_nas_op("job1")
+    assert again is not None and again.attempts == 2 and again.last_error == "HTTP 503"
+
+
+async def test_fencing_token_rejects_a_stale_owner(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.insert_job(job_values())
+        fire = await tx.insert_fire(fire_values(lease_expires_at=T0 - timedelta(seconds=1)))
+    now = T0 + timedelta(seconds=5)
+    async with store.transaction() as tx:
+        expired = await tx.expired_leases(now)
+    assert [f.id for f in expired] == [fire.id]
+    async with store.transaction() as tx:
+        taken = await tx.take_over_lease(
+            fire, owner="node-b", lease_expires_at=now + timedelta(seconds=60), now=now
+        )
+    assert taken is not None and taken.fencing_token == 2 and taken.attempt == 2
+    async with store.transaction() as tx:
+        # The original owner wakes up: neither its renewal nor its result may land.
+        assert await tx.renew_lease(fire.id, 1, now + timedelta(seconds=60)) is False
+        assert not await tx.finish_fire(
+            fire.id, 1, status="succeeded", finished_at=now, outcome=None, output=None, error=None
+        )
+        # A second take-over with the old token loses too.
+        assert await tx.take_over_lease(fire, owner="node-c", lease_expires_at=now, now=now) is None
+        assert await tx.finish_fire(
+            fire.id, 2, status="failed", finished_at=now, outcome="exit 1", output=None, error="x"
+        )
+        final = await tx.get_fire(fire.id)
+    assert final is not None and final.status == "failed" and final.lease_owner is None
+
+
+async def test_live_leases_are_not_expired(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.insert_job(job_values())
+        await tx.insert_fire(fire_values())
+        assert await tx.expired_leases(T0 + timedelta(seconds=30)) == []
+
+
+async def test_delete_job_removes_its_fires(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.insert_job(job_values())
+        await tx.insert_fire(fire_values())
+        assert await tx.delete_job("job1") is True
+        assert await tx.list_fires("job1") == []
+        assert await tx.get_job("job1") is None
