@@ -163,7 +163,11 @@ def create_app(
     clock: Clock = utc_now,
     transport_factory: TransportFactory | None = None,
 ) -> FastAPI:
-    """Build the agent. Refuses settings with which fires could not be verified or armed."""
+    """Build the agent. Refuses settings with which fires could not be verified or armed.
+
+    `transport_factory` supplies the transport of the client that talks to NAS (tests inject
+    outages there); job targets always use the network as it is.
+    """
     settings.require_fire_config()
 
     @asynccontextmanager
@@ -178,7 +182,6 @@ def create_app(
         )
         target_http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            transport=transport,
             follow_redirects=False,
         )
         services = build_services(settings, store, nas_http, target_http, clock)

@@ -80,7 +80,9 @@ class _WaitRetryAfterOrBackoff:
 
     def __init__(self, budget: RetryBudget) -> None:
         self.cap = budget.max_wait
-        self.backoff = wait_exponential_jitter(initial=budget.initial_wait, max=budget.max_wait)
+        self.backoff = wait_exponential_jitter(
+            multiplier=budget.initial_wait, max=budget.max_wait, jitter=budget.initial_wait
+        )
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

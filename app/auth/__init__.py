@@ -1,0 +1,24 @@
+"""Fire verification: NAS's signing keys (`JwksCache`) and the fire-token check."""
+
+from app.auth.jwks import JwksCache, JwksError, JwksUnavailable, UnknownSigningKey
+from app.auth.verifier import (
+    ALLOWED_ALGORITHMS,
+    FIRE_PURPOSE,
+    FireTokenVerifier,
+    InvalidFireToken,
+    SigningKeysUnavailable,
+    bearer_token,
+)
+
+__all__ = [
+    "ALLOWED_ALGORITHMS",
+    "FIRE_PURPOSE",
+    "FireTokenVerifier",
+    "InvalidFireToken",
+    "JwksCache",
+    "JwksError",
+    "JwksUnavailable",
+    "SigningKeysUnavailable",
+    "UnknownSigningKey",
+    "bearer_token",
+]

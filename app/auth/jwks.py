@@ -1,0 +1,202 @@
+"""A rate-limited cache of NAS's public signing keys, fetched from its JWKS URL.
+
+Contract:
+- Keys are cached by `kid`; a known `kid` never causes a fetch.
+- The first use fetches. An unknown `kid` triggers a refresh at most once per
+  `refresh_interval` seconds (measured from the last successful fetch); otherwise it is
+  refused at once with `UnknownSigningKey`.
+- Only one fetch runs at a time. Callers that waited for a fetch use its outcome instead
+  of fetching again.
+- A failed fetch (transport error, non-200, malformed document, no usable key) is
+  remembered for `failure_ttl` seconds: callers that would need a fetch in that window get
+  `JwksUnavailable` without one. Keys already cached keep working.
+- A refresh replaces the whole set, so keys NAS has withdrawn are forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import jwt
+
+logger = logging.getLogger(__name__)
+
+# JWK members only an asymmetric private key carries: a JWKS publishing them is misconfigured,
+# and PyJWT would build a private key object that cannot `verify`.
+_PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
+
+
+class JwksError(Exception):
+    """Base of the errors `JwksCache.get_signing_key` raises."""
+
+
+class JwksUnavailable(JwksError):
+    """The JWKS could not be fetched (now or within the failure TTL); retrying later may help."""
+
+
+class UnknownSigningKey(JwksError):
+    """No usable key matches the token's `kid`, and a refresh is not permitted or did not help."""
+
+
+class JwksCache:
+    """Signing keys from one JWKS URL; see the module docstring for the refresh contract.
+
+    Timeouts come from `http`; `clock` is a monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        *,
+        refresh_interval: float = 30.0,
+        failure_ttl: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self._url = url
+        self._refresh_interval = refresh_interval
+        self._failure_ttl = failure_ttl
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._keys: tuple[jwt.PyJWK, ...] = ()
+        self._keys_by_kid: dict[str, jwt.PyJWK] = {}
+        self._refreshed_at: float | None = None
+        self._failed_until: float | None = None
+        self._last_failure: str | None = None
+        # Counts completed fetches, so a caller that waited on the lock can tell one happened.
+        self._completed_fetches = 0
+
+    async def get_signing_key(self, kid: str | None) -> jwt.PyJWK:
+        """Return the public key for `kid`, fetching the JWKS if needed and permitted.
+
+        A `kid` of None matches only when the JWKS holds exactly one usable key.
+        Raises `JwksUnavailable` if a needed fetch fails or failed within the failure TTL,
+        and `UnknownSigningKey` if no key matches after a permitted refresh (or a refresh is
+        rate-limited).
+        """
+        key = self._lookup(kid)
+        if key is not None:
+            return key
+        self._ensure_refresh_permitted(kid)
+
+        fetches_seen = self._completed_fetches
+        async with self._lock:
+            if self._completed_fetches == fetches_seen:
+                await self._refresh()
+            elif self._last_failure is not None:
+                # The fetch we waited for failed: share its outcome rather than retry at once.
+                raise JwksUnavailable(f"JWKS fetch failed: {self._last_failure}")
+
+        key = self._lookup(kid)
+        if key is None:
+            raise UnknownSigningKey(self._describe_miss(kid))
+        return key
+
+    def _lookup(self, kid: str | None) -> jwt.PyJWK | None:
+        if kid is None:
+            return self._keys[0] if len(self._keys) == 1 else None
+        return self._keys_by_kid.get(kid)
+
+    def _describe_miss(self, kid: str | None) -> str:
+        if kid is None:
+            return f"token has no kid and the JWKS holds {len(self._keys)} keys"
+        return f"no signing key with kid {kid!r}"
+
+    def _ensure_refresh_permitted(self, kid: str | None) -> None:
+        now = self._clock()
+        if self._failed_until is not None and now < self._failed_until:
+            raise JwksUnavailable(f"JWKS fetch failed recently: {self._last_failure}")
+        if self._refreshed_at is not None and now - self._refreshed_at < self._refresh_interval:
+            logger.debug("JWKS refresh for kid %r suppressed by the rate limit", kid)
+            raise UnknownSigningKey(self._describe_miss(kid))
+
+    async def _refresh(self) -> None:
+        """Fetch the JWKS once and replace the cached set; record and raise on failure."""
+        try:
+            keys = _parse_jwks(await self._fetch_document())
+        except JwksUnavailable as exc:
+            self._completed_fetches += 1
+            self._last_failure = str(exc)
+            self._failed_until = self._clock() + self._failure_ttl
+            logger.warning(
+                "JWKS fetch from %s failed (%s); not retrying for %.1f s",
+                self._url,
+                exc,
+                self._failure_ttl,
+            )
+            raise
+        self._completed_fetches += 1
+        self._keys = tuple(keys.values())
+        self._keys_by_kid = {kid: key for kid, key in keys.items() if kid is not None}
+        self._refreshed_at = self._clock()
+        self._failed_until = None
+        self._last_failure = None
+        logger.info(
+            "JWKS refreshed from %s: %d usable keys, kids %s",
+            self._url,
+            len(self._keys),
+            sorted(self._keys_by_kid),
+        )
+
+    async def _fetch_document(self) -> Any:
+        try:
+            response = await self._http.get(self._url, headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise JwksUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            raise JwksUnavailable(f"HTTP {response.status_code}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise JwksUnavailable("response is not JSON") from exc
+
+
+def _parse_jwks(document: Any) -> dict[str | None, jwt.PyJWK]:
+    """Usable signing keys of a JWKS document, keyed by kid (None for a key without one).
+
+    Unusable members (unknown type or curve, symmetric, encryption-only, private, duplicate
+    kid) are skipped and logged by kid; the set fails only if none is usable.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise JwksUnavailable('document has no "keys" list')
+    keys: dict[str | None, jwt.PyJWK] = {}
+    for jwk in document["keys"]:
+        kid = jwk.get("kid") if isinstance(jwk, dict) else None
+        try:
+            key = _signing_key_from_jwk(jwk)
+            if kid in keys:
+                raise _UnusableKey("duplicate kid")
+        except _UnusableKey as exc:
+            logger.warning("JWKS key with kid %r skipped: %s", kid, exc)
+            continue
+        keys[kid] = key
+    if not keys:
+        raise JwksUnavailable("no usable signing key in the JWKS")
+    return keys
+
+
+class _UnusableKey(ValueError):
+    pass
+
+
+def _signing_key_from_jwk(jwk: Any) -> jwt.PyJWK:
+    if not isinstance(jwk, dict):
+        raise _UnusableKey("not a JSON object")
+    if "kid" in jwk and not isinstance(jwk["kid"], str):
+        raise _UnusableKey("kid is not a string")
+    if jwk.get("kty") == "oct":
+        raise _UnusableKey("symmetric key")
+    if jwk.get("use", "sig") != "sig":
+        raise _UnusableKey("not a signature key")
+    if _PRIVATE_JWK_MEMBERS & jwk.keys():
+        raise _UnusableKey("carries private key material")
+    try:
+        return jwt.PyJWK(jwk)
+    except jwt.PyJWTError as exc:
+        raise _UnusableKey(f"not a usable key ({type(exc).__name__})") from exc

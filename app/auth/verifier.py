@@ -1,0 +1,192 @@
+"""Verification of the per-fire JWT that NAS sends to `POST /api/cron/fire`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+
+from app.auth.jwks import JwksCache, JwksUnavailable, UnknownSigningKey
+
+logger = logging.getLogger(__name__)
+
+# Asymmetric only: `none` and HS* are refused before any key lookup, so a public key can
+# never be used as an HMAC secret.
+ALLOWED_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+FIRE_PURPOSE = "cron_fire"
+REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss")
+
+
+class InvalidFireToken(Exception):
+    """The fire token is refused; `reason` is short and safe to show to the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SigningKeysUnavailable(InvalidFireToken):
+    """The token could not be checked because NAS's JWKS is unreachable: transient (503)."""
+
+    def __init__(self) -> None:
+        super().__init__("signing keys unavailable")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None if absent or malformed."""
+    if not authorization:
+        return None
+    parts = authorization.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1]
+
+
+class FireTokenVerifier:
+    """Checks a fire token's header, signature, time claims, audience, issuer and purpose."""
+
+    def __init__(
+        self,
+        jwks: JwksCache,
+        *,
+        audience: str,
+        issuer: str,
+        leeway: float = 30,
+    ) -> None:
+        self._jwks = jwks
+        self._audience = audience
+        self._issuer = issuer
+        self._leeway = leeway
+
+    async def verify(
+        self,
+        token: str,
+        *,
+        job_id: str | None = None,
+        fire_at: datetime | None = None,
+        check_binding: bool = True,
+    ) -> dict[str, Any]:
+        """Return the token's claims if it is a valid fire token, else raise `InvalidFireToken`.
+
+        `exp`, `nbf` and `iat` are checked with `leeway` seconds; `exp`, `iat`, `aud`, `iss`
+        and `purpose == "cron_fire"` are required. A `job_id` or `fire_at` claim binds the token
+        to one fire: it must equal the argument (`fire_at` compared as an instant), and a
+        bound token is refused when the argument is None. `fire_at` must be timezone-aware.
+        With `check_binding=False` only the token itself is checked (the body being unusable,
+        the caller answers 400 for a valid token rather than 401).
+        Raises `SigningKeysUnavailable` (a subclass) when the JWKS cannot be fetched.
+        """
+        if fire_at is not None and fire_at.utcoffset() is None:
+            raise ValueError("fire_at must be timezone-aware")
+        try:
+            claims = await self._verified_claims(token)
+            _check_purpose(claims)
+            if check_binding:
+                _check_fire_binding(claims, job_id=job_id, fire_at=fire_at)
+        except InvalidFireToken as exc:
+            logger.info("fire token rejected: %s", exc.reason)
+            raise
+        return claims
+
+    async def _verified_claims(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidFireToken("malformed token") from exc
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in ALLOWED_ALGORITHMS:
+            raise InvalidFireToken("unsupported algorithm")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidFireToken("malformed token")
+
+        try:
+            signing_key = await self._jwks.get_signing_key(kid)
+        except JwksUnavailable as exc:
+            raise SigningKeysUnavailable() from exc
+        except UnknownSigningKey as exc:
+            raise InvalidFireToken("unknown signing key") from exc
+        # The key's own algorithm (its JWK `alg`, else PyJWT's inference from kty/crv) must
+        # match the header, so an RSA key never verifies an ES256 token and vice versa.
+        if signing_key.algorithm_name != algorithm:
+            raise InvalidFireToken("algorithm does not match signing key")
+
+        try:
+            return jwt.decode(
+                token,
+                signing_key.key,
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidFireToken(_reason_for(exc)) from exc
+
+
+def _reason_for(error: jwt.PyJWTError) -> str:
+    # Order matters: the specific errors subclass the generic ones.
+    if isinstance(error, jwt.ExpiredSignatureError):
+        return "token expired"
+    if isinstance(error, jwt.ImmatureSignatureError):
+        return "token not yet valid"
+    if isinstance(error, jwt.InvalidAudienceError):
+        return "wrong audience"
+    if isinstance(error, jwt.InvalidIssuerError):
+        return "wrong issuer"
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return f"missing claim: {error.claim}"
+    if isinstance(error, jwt.InvalidIssuedAtError):
+        return "invalid iat claim"
+    if isinstance(error, jwt.InvalidSignatureError):
+        return "invalid signature"
+    if isinstance(error, jwt.InvalidAlgorithmError):
+        return "unsupported algorithm"
+    if isinstance(error, jwt.DecodeError):
+        return "malformed token"
+    return "invalid token"
+
+
+def _check_purpose(claims: dict[str, Any]) -> None:
+    if "purpose" not in claims:
+        raise InvalidFireToken("missing purpose")
+    if claims["purpose"] != FIRE_PURPOSE:
+        raise InvalidFireToken("wrong purpose")
+
+
+def _check_fire_binding(
+    claims: dict[str, Any], *, job_id: str | None, fire_at: datetime | None
+) -> None:
+    if "job_id" in claims and claims["job_id"] != job_id:
+        raise InvalidFireToken("job_id mismatch")
+    if "fire_at" in claims:
+        claimed = _parse_instant(claims["fire_at"])
+        if fire_at is None or claimed != fire_at.astimezone(UTC):
+            raise InvalidFireToken("fire_at mismatch")
+
+
+def _parse_instant(value: Any) -> datetime:
+    """An ISO 8601 timestamp with offset (`Z` allowed) as a UTC datetime."""
+    if not isinstance(value, str):
+        raise InvalidFireToken("invalid fire_at claim")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidFireToken("invalid fire_at claim") from exc
+    if parsed.utcoffset() is None:
+        raise InvalidFireToken("invalid fire_at claim")
+    return parsed.astimezone(UTC)
