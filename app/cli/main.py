@@ -95,6 +95,105 @@ def migrate() -> None:
     out.print("migrations applied")
 
 
+# -- NAS emulator and dev mode ----------------------------------------------------------
+
+
+@app.command("nas-emulator")
+def nas_emulator(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 9000,
+) -> None:
+    """Run the NAS emulator (configured by NAS_EMULATOR_* variables)."""
+    from app.emulator import EmulatorConfig, EmulatorConfigError, serve_emulator
+    from app.logs import configure_logging
+
+    try:
+        config = EmulatorConfig.from_env()
+    except EmulatorConfigError as exc:
+        raise fail(f"configuration error: {exc}") from None
+    configure_logging("INFO")
+    asyncio.run(serve_emulator(config, host, port))
+
+
+def _dev_secret(path: Path) -> str:
+    """A random secret kept in `path` (mode 0600), so restarts of `chronos dev` reuse it."""
+    import secrets
+
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="agent port")] = 8080,
+    nas_port: Annotated[int, typer.Option(help="NAS emulator port")] = 9000,
+    data: Annotated[Path, typer.Option(help="folder for the database, tokens and NAS key")] = Path(
+        "data/dev"
+    ),
+) -> None:
+    """Run the agent and the NAS emulator together on loopback, with SQLite and matching keys."""
+    import uvicorn
+
+    from app.emulator import EmulatorConfig, build_uvicorn_server
+    from app.logs import configure_logging
+    from app.main import create_app
+
+    data.mkdir(parents=True, exist_ok=True)
+    admin_token = _dev_secret(data / "admin-token")
+    nas_token = _dev_secret(data / "nas-token")
+    nas_url = f"http://127.0.0.1:{nas_port}"
+    agent_url = f"http://127.0.0.1:{port}"
+    instance_id = "dev"
+    settings = load_settings(
+        env="dev",
+        host="127.0.0.1",
+        port=port,
+        database_url=f"sqlite+aiosqlite:///{(data / 'chronos.db').as_posix()}",
+        portal_url=nas_url,
+        callback_url=agent_url,
+        expected_audience=f"agent:{instance_id}",
+        nas_jwks_url=f"{nas_url}/.well-known/jwks.json",
+        nas_token=nas_token,
+        admin_token=admin_token,
+    )
+    emulator_config = EmulatorConfig(
+        public_url=nas_url,
+        agent_tokens={nas_token: instance_id},
+        key_file=str(data / "nas-key.pem"),
+    )
+    configure_logging(settings.log_level, json_lines=False)
+    emulator = build_uvicorn_server(emulator_config, "127.0.0.1", nas_port, log_level="warning")
+    agent = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
+    )
+
+    token_hint = "" if data == Path("data/dev") else f"CHRONOS_ADMIN_TOKEN=$(cat {data}/admin-token) "
+    out.print(
+        f"[bold]Chronos dev[/]: agent {agent_url}  ·  NAS emulator {nas_url}\n"
+        f"  data: {data}/ (SQLite, admin token, NAS token, NAS signing key)\n"
+        "Add a first job from another shell:\n"
+        f"  {token_hint}.venv/bin/chronos jobs add 'every 10s' --name hello -- "
+        "sh -c 'date >> /tmp/chronos-hello.txt'\n"
+        f"  {token_hint}.venv/bin/chronos jobs list\n"
+        f"  curl {nas_url}/_emulator/deliveries   # what NAS delivered\n",
+        highlight=False,
+    )
+
+    async def run_both() -> None:
+        tasks = [asyncio.create_task(emulator.serve()), asyncio.create_task(agent.serve())]
+        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        emulator.should_exit = agent.should_exit = True
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    asyncio.run(run_both())
+
+
 # -- admin API client --------------------------------------------------------------------
 
 
@@ -154,7 +253,7 @@ def _target_summary(target: dict[str, Any]) -> str:
 def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
     table = Table(show_lines=False)
     for column in ("id", "name", "schedule", "state", "next run (UTC)", "last", "target"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("id", "next run (UTC)"))
     for job in jobs:
         schedule = job["schedule"] + (f" [{job['timezone']}]" if job["timezone"] != "UTC" else "")
         table.add_row(
@@ -172,7 +271,7 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
 def _runs_table(runs: list[dict[str, Any]]) -> Table:
     table = Table()
     for column in ("fire_at (UTC)", "kind", "status", "attempt", "finished", "outcome", "error"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "fire_at (UTC)")
     for run in runs:
         error = (run.get("error") or "").strip().splitlines()
         table.add_row(
