@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -67,7 +66,6 @@ class Settings(BaseSettings):
     # Runs
     lease_seconds: int = Field(default=60, ge=5)
     max_output_bytes: int = Field(default=4096, ge=256)
-    default_target_timeout_seconds: float = Field(default=60.0, gt=0)
     reconcile_concurrency: int = Field(default=8, ge=1)
     outbox_drain_interval_seconds: float = Field(default=10.0, gt=0)
     reconcile_on_startup: bool = True
@@ -106,10 +104,6 @@ class Settings(BaseSettings):
 
     def admin_token_value(self) -> str | None:
         return self.admin_token.get_secret_value() if self.admin_token else None
-
-    @property
-    def retry_after(self) -> timedelta:
-        return timedelta(seconds=self.retry_after_seconds)
 
     # -- start-up checks ---------------------------------------------------------
 
