@@ -1,0 +1,424 @@
+"""In-memory state of the NAS emulator: armed one-shots per agent and the delivery log.
+
+No I/O here. The registry is driven from one event loop: the API provisions and cancels arms,
+the delivery scheduler takes due arms (`take_due`) and reports each attempt (`complete_attempt`).
+Listeners registered with `add_listener` are called after every change that may move the
+earliest due time, so the scheduler can wake up instead of polling.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import logging
+import random
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from app.errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+DEFAULT_DELIVERY_LOG_SIZE = 10_000
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ArmState(StrEnum):
+    SCHEDULED = "scheduled"  # waiting for fire_at
+    DELIVERING = "delivering"  # an attempt is queued or in flight
+    RETRYING = "retrying"  # an attempt failed; waiting for the next one
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"  # 2xx: the fire is done and the arm removed
+    RETRYING = "retrying"  # non-2xx or transport error: another attempt is scheduled
+    ABANDONED = "abandoned"  # the last allowed attempt failed: the arm is removed
+    CANCELLED = "cancelled"  # failed, but the arm was cancelled or replaced meanwhile: no retry
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter between delivery attempts."""
+
+    initial_seconds: float
+    max_seconds: float
+    max_attempts: int
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def delay_after(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based).
+
+        A `Retry-After` from the agent wins over the backoff, capped at `max_seconds`. Otherwise
+        the backoff doubles from `initial_seconds` up to `max_seconds`, with "equal jitter": a
+        random delay between half and all of it, so that retries of many fires spread out.
+        """
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_seconds)
+        exponent = min(max(attempt - 1, 0), 62)  # 2**62 * initial exceeds any sane maximum
+        backoff = min(self.initial_seconds * 2**exponent, self.max_seconds)
+        return backoff / 2 + self.rng.uniform(0, backoff / 2)
+
+
+@dataclass(frozen=True)
+class ProvisionRequest:
+    """A validated provision call; `fire_at` is kept exactly as the agent sent it."""
+
+    job_id: str
+    fire_at: str
+    fire_at_utc: datetime
+    agent_callback_url: str
+    dedup_key: str
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    schedule_id: str
+    created: bool  # False: the same fire was armed already and nothing changed
+
+
+@dataclass
+class Arm:
+    """One armed fire of one agent's job, and where its delivery stands."""
+
+    instance_id: str
+    job_id: str
+    fire_at: str
+    fire_at_utc: datetime
+    agent_callback_url: str
+    dedup_key: str
+    schedule_id: str
+    created_at: datetime
+    next_attempt_at: datetime | None  # None while an attempt is queued or in flight
+    attempts: int = 0
+    timer_seq: int | None = None  # identifies the live entry of this arm in the due-heap
+
+    @property
+    def state(self) -> ArmState:
+        if self.next_attempt_at is None:
+            return ArmState.DELIVERING
+        return ArmState.RETRYING if self.attempts else ArmState.SCHEDULED
+
+
+@dataclass(frozen=True)
+class DeliveryTicket:
+    """One delivery attempt handed to the scheduler: a snapshot of the arm it was taken from."""
+
+    instance_id: str
+    job_id: str
+    schedule_id: str
+    fire_at: str
+    agent_callback_url: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one delivery attempt produced: an HTTP status or a transport error."""
+
+    started_at: datetime
+    status_code: int | None
+    response_body: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One entry of the delivery log."""
+
+    instance_id: str
+    job_id: str
+    fire_at: str
+    schedule_id: str
+    agent_callback_url: str
+    attempt: int
+    status_code: int | None
+    response_body: str | None
+    error: str | None
+    delivered_at: datetime
+    next_retry_at: datetime | None
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class ArmPage:
+    arms: list[Arm]
+    next_cursor: str | None
+
+
+@dataclass(order=True)
+class _DueEntry:
+    due_at: datetime
+    seq: int
+    instance_id: str = field(compare=False)
+    job_id: str = field(compare=False)
+
+
+class ArmRegistry:
+    """Arms keyed by (agent instance, job_id), a due-time heap, and the delivery log."""
+
+    def __init__(
+        self,
+        retry_policy: RetryPolicy,
+        *,
+        clock: Clock = utc_now,
+        delivery_log_size: int = DEFAULT_DELIVERY_LOG_SIZE,
+    ) -> None:
+        self._retry_policy = retry_policy
+        self._clock = clock
+        self._arms: dict[str, dict[str, Arm]] = {}
+        self._due: list[_DueEntry] = []
+        self._seq = 0
+        self._log: deque[DeliveryRecord] = deque(maxlen=delivery_log_size)
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- agent-facing operations -------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        self._listeners.remove(listener)
+
+    def provision(self, instance_id: str, request: ProvisionRequest) -> ProvisionResult:
+        """Upsert the arm of (instance, job): the same fire instant is a no-op, another replaces.
+
+        Replacing drops the previous arm with its pending (re-)deliveries; an attempt of the old
+        arm already in flight completes, but its result no longer affects anything.
+        """
+        jobs = self._arms.setdefault(instance_id, {})
+        current = jobs.get(request.job_id)
+        if current is not None and current.fire_at_utc == request.fire_at_utc:
+            return ProvisionResult(schedule_id=current.schedule_id, created=False)
+        now = self._clock()
+        arm = Arm(
+            instance_id=instance_id,
+            job_id=request.job_id,
+            fire_at=request.fire_at,
+            fire_at_utc=request.fire_at_utc,
+            agent_callback_url=request.agent_callback_url,
+            dedup_key=request.dedup_key,
+            schedule_id=f"sch_{uuid.uuid4().hex}",
+            created_at=now,
+            next_attempt_at=request.fire_at_utc,
+        )
+        jobs[request.job_id] = arm
+        self._push(arm)
+        logger.info(
+            "armed job %s of agent %s for %s (%s)%s",
+            arm.job_id,
+            instance_id,
+            arm.fire_at,
+            arm.schedule_id,
+            f", replacing {current.schedule_id}" if current else "",
+        )
+        self._notify()
+        return ProvisionResult(schedule_id=arm.schedule_id, created=True)
+
+    def cancel(self, instance_id: str, job_id: str) -> bool:
+        """Remove the arm of (instance, job) and its pending deliveries; False if there was none."""
+        arm = self._arms.get(instance_id, {}).pop(job_id, None)
+        if arm is None:
+            return False
+        logger.info("cancelled job %s of agent %s (%s)", job_id, instance_id, arm.schedule_id)
+        self._notify()
+        return True
+
+    def list_armed(self, instance_id: str, *, limit: int, cursor: str | None = None) -> ArmPage:
+        """One page of the agent's arms, ordered by job_id.
+
+        The cursor is the last job_id of the previous page (opaque to callers), so paging stays
+        consistent while arms come and go.
+        """
+        after = _decode_cursor(cursor) if cursor else None
+        job_ids = sorted(self._arms.get(instance_id, {}))
+        if after is not None:
+            job_ids = [job_id for job_id in job_ids if job_id > after]
+        page = job_ids[:limit]
+        jobs = self._arms[instance_id] if page else {}
+        next_cursor = _encode_cursor(page[-1]) if len(job_ids) > limit else None
+        return ArmPage(arms=[jobs[job_id] for job_id in page], next_cursor=next_cursor)
+
+    # -- emulator-only inspection and control --------------------------------------------------
+
+    def all_arms(self) -> list[Arm]:
+        return [
+            self._arms[instance_id][job_id]
+            for instance_id in sorted(self._arms)
+            for job_id in sorted(self._arms[instance_id])
+        ]
+
+    def clear(self) -> int:
+        """Drop every arm of every agent, as if NAS lost them; returns how many there were."""
+        count = sum(len(jobs) for jobs in self._arms.values())
+        self._arms.clear()
+        self._due.clear()
+        logger.info("cleared all %d arms", count)
+        self._notify()
+        return count
+
+    def deliveries(self, job_id: str | None = None) -> list[DeliveryRecord]:
+        return [r for r in self._log if job_id is None or r.job_id == job_id]
+
+    # -- scheduler-facing operations ---------------------------------------------------------
+
+    def next_due_at(self) -> datetime | None:
+        """When the earliest pending attempt is due, or None if nothing is pending."""
+        while self._due and not self._is_live(self._due[0]):
+            heapq.heappop(self._due)
+        return self._due[0].due_at if self._due else None
+
+    def take_due(self, now: datetime) -> list[DeliveryTicket]:
+        """Mark every arm due at `now` as delivering and return one ticket per attempt to make."""
+        tickets: list[DeliveryTicket] = []
+        while self._due and self._due[0].due_at <= now:
+            entry = heapq.heappop(self._due)
+            if not self._is_live(entry):
+                continue
+            arm = self._arms[entry.instance_id][entry.job_id]
+            arm.next_attempt_at = None
+            arm.timer_seq = None
+            tickets.append(
+                DeliveryTicket(
+                    instance_id=arm.instance_id,
+                    job_id=arm.job_id,
+                    schedule_id=arm.schedule_id,
+                    fire_at=arm.fire_at,
+                    agent_callback_url=arm.agent_callback_url,
+                    attempt=arm.attempts + 1,
+                )
+            )
+        return tickets
+
+    def is_current(self, ticket: DeliveryTicket) -> bool:
+        """Whether the ticket's arm is still armed (not cancelled, replaced or cleared)."""
+        return self._arm_of(ticket) is not None
+
+    def release(self, ticket: DeliveryTicket) -> None:
+        """Put back a ticket whose attempt was never made (shutdown): it is due again at once."""
+        arm = self._arm_of(ticket)
+        if arm is not None and arm.next_attempt_at is None:
+            arm.next_attempt_at = self._clock()
+            self._push(arm)
+            self._notify()
+
+    def complete_attempt(self, ticket: DeliveryTicket, result: AttemptResult) -> DeliveryRecord:
+        """Record an attempt and move its arm on: removed on 2xx or when attempts run out,
+        re-scheduled with backoff otherwise."""
+        arm = self._arm_of(ticket)
+        next_retry_at: datetime | None = None
+        if arm is None:
+            outcome = Outcome.DELIVERED if result.succeeded else Outcome.CANCELLED
+        else:
+            arm.attempts = ticket.attempt
+            if result.succeeded:
+                outcome = Outcome.DELIVERED
+                del self._arms[arm.instance_id][arm.job_id]
+            elif ticket.attempt >= self._retry_policy.max_attempts:
+                outcome = Outcome.ABANDONED
+                del self._arms[arm.instance_id][arm.job_id]
+            else:
+                outcome = Outcome.RETRYING
+                delay = self._retry_policy.delay_after(ticket.attempt, result.retry_after)
+                next_retry_at = self._clock() + timedelta(seconds=delay)
+                arm.next_attempt_at = next_retry_at
+                self._push(arm)
+        record = DeliveryRecord(
+            instance_id=ticket.instance_id,
+            job_id=ticket.job_id,
+            fire_at=ticket.fire_at,
+            schedule_id=ticket.schedule_id,
+            agent_callback_url=ticket.agent_callback_url,
+            attempt=ticket.attempt,
+            status_code=result.status_code,
+            response_body=result.response_body,
+            error=result.error,
+            delivered_at=result.started_at,
+            next_retry_at=next_retry_at,
+            outcome=outcome,
+        )
+        self._log.append(record)
+        _log_attempt(record)
+        if next_retry_at is not None:
+            self._notify()
+        return record
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _arm_of(self, ticket: DeliveryTicket) -> Arm | None:
+        arm = self._arms.get(ticket.instance_id, {}).get(ticket.job_id)
+        if arm is None or arm.schedule_id != ticket.schedule_id:
+            return None
+        return arm
+
+    def _is_live(self, entry: _DueEntry) -> bool:
+        arm = self._arms.get(entry.instance_id, {}).get(entry.job_id)
+        return arm is not None and arm.timer_seq == entry.seq
+
+    def _push(self, arm: Arm) -> None:
+        assert arm.next_attempt_at is not None
+        self._seq += 1
+        arm.timer_seq = self._seq
+        heapq.heappush(
+            self._due, _DueEntry(arm.next_attempt_at, self._seq, arm.instance_id, arm.job_id)
+        )
+        # Replaced and cancelled arms leave dead entries behind; rebuild when they dominate.
+        live = sum(len(jobs) for jobs in self._arms.values())
+        if len(self._due) > 2 * live + 64:
+            self._due = [entry for entry in self._due if self._is_live(entry)]
+            heapq.heapify(self._due)
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+
+def _log_attempt(record: DeliveryRecord) -> None:
+    result = (
+        f"HTTP {record.status_code}" if record.status_code is not None else f"error {record.error}"
+    )
+    level = logging.WARNING if record.outcome is Outcome.ABANDONED else logging.INFO
+    logger.log(
+        level,
+        "fire of job %s (agent %s, fire_at %s) attempt %d: %s -> %s%s",
+        record.job_id,
+        record.instance_id,
+        record.fire_at,
+        record.attempt,
+        result,
+        record.outcome.value,
+        f", next attempt at {record.next_retry_at.isoformat()}" if record.next_retry_at else "",
+        extra={"job_id": record.job_id, "fire_at": record.fire_at, "attempt": record.attempt},
+    )
+
+
+_CURSOR_PREFIX = "after:"
+
+
+def _encode_cursor(job_id: str) -> str:
+    raw = (_CURSOR_PREFIX + job_id).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        padded = (cursor + "=" * (-len(cursor) % 4)).encode("ascii")
+        decoded = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
+    except (ValueError, binascii.Error) as exc:  # UnicodeError is a ValueError
+        raise InvalidRequest("cursor: not a cursor returned by this endpoint") from exc
+    if not decoded.startswith(_CURSOR_PREFIX):
+        raise InvalidRequest("cursor: not a cursor returned by this endpoint")
+    return decoded[len(_CURSOR_PREFIX) :]
