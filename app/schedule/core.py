@@ -13,9 +13,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from app.schedule.cron import NoNextFire, next_cron_fire
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DELAY_RE = re.compile(r"^in\s+(\d+)\s*([smhd])$", re.IGNORECASE)
 _EVERY_RE = re.compile(r"^every\s+(\d+)\s*([smhd])$", re.IGNORECASE)
+_PROBE_FROM = datetime(2000, 1, 1, tzinfo=UTC)  # a cron that matches nothing fails from here
 
 
 class ScheduleError(ValueError):
@@ -76,9 +79,14 @@ def parse_schedule(text: str, timezone: str = "UTC") -> Schedule:
         return Schedule("interval", raw, timezone, period=timedelta(seconds=amount))
     fields = raw.split()
     if len(fields) == 5:
-        if not croniter.is_valid(raw):
+        expression = " ".join(fields)
+        if not croniter.is_valid(expression):
             raise ScheduleError(f"invalid cron expression {raw!r}")
-        return Schedule("cron", raw, timezone, cron=" ".join(fields))
+        try:
+            next_cron_fire(expression, load_zone(timezone), _PROBE_FROM)
+        except NoNextFire as exc:
+            raise ScheduleError(f"cron expression {raw!r} matches no date") from exc
+        return Schedule("cron", raw, timezone, cron=expression)
     if len(fields) == 1:
         try:
             at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -129,12 +137,7 @@ def next_fire_after(schedule: Schedule, anchor: datetime, after: datetime) -> da
         slots = elapsed // period + 1 if elapsed >= 0 else 1
         return anchor + timedelta(seconds=slots * period)
     assert schedule.cron is not None
-    zone = load_zone(schedule.timezone)
-    start = after.astimezone(zone)
-    nxt: datetime = croniter(schedule.cron, start).get_next(datetime)
-    result = to_utc_second(nxt)
-    # Guard the invariant: strictly after, whatever the zone does around transitions.
-    while result <= after:
-        nxt = croniter(schedule.cron, nxt).get_next(datetime)
-        result = to_utc_second(nxt)
-    return result
+    try:
+        return next_cron_fire(schedule.cron, load_zone(schedule.timezone), after)
+    except NoNextFire:
+        return None

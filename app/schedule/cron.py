@@ -1,0 +1,102 @@
+"""Cron in an IANA zone, with daylight-saving rules stated and kept.
+
+Slots are local wall times produced by the cron expression; each is turned into instants:
+
+- A local time that exists once is that instant.
+- A local time in a **gap** (spring forward, or a skipped day):
+  - a *fixed-hour* job (hour field of numbers, lists or ranges: `9`, `1,13`, `9-17`) runs at
+    the first instant after the jump; several slots in one gap collapse into that one run;
+  - a *wildcard or step hour* job (`*`, `*/n`) skips it: its rhythm is elapsed time, and the
+    wall clock simply has no such minute.
+- A local time in an **overlap** (fall back) happens twice:
+  - a fixed-hour job runs once, at the first occurrence;
+  - a wildcard or step hour job runs at both, keeping its elapsed-time rhythm.
+
+The next fire is strictly after the given instant, never at a non-existent local time, and
+every instant is a whole second in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from croniter.croniter import CroniterBadDateError
+
+# Wider than any overlap a zone has had since 1970 (two hours): candidates earlier than the
+# local time of `after` minus this cannot produce an instant after `after`.
+_OVERLAP_MARGIN = timedelta(hours=3)
+MAX_YEARS_BETWEEN_MATCHES = 30  # 29 February on a Monday needs up to 28 years
+
+
+class NoNextFire(ValueError):
+    """The expression matches no date (30 February) within the search horizon."""
+
+
+def hour_is_fixed(expression: str) -> bool:
+    """True when the hour field names hours (`9`, `1,13`, `9-17`), not `*` or `*/n`."""
+    return not expression.split()[1].startswith("*")
+
+
+def _exists(local: datetime, zone: ZoneInfo) -> bool:
+    aware = local.replace(tzinfo=zone)
+    return aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == local
+
+
+def _is_ambiguous(local: datetime, zone: ZoneInfo) -> bool:
+    return (
+        local.replace(tzinfo=zone, fold=0).utcoffset()
+        != local.replace(tzinfo=zone, fold=1).utcoffset()
+    )
+
+
+def _end_of_gap(local: datetime, zone: ZoneInfo) -> datetime:
+    """The first instant after the jump that skipped the non-existent `local`."""
+    a = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    b = local.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    lo, hi = min(a, b), max(a, b)  # lo is before the transition, hi after it
+    before = lo.astimezone(zone).utcoffset()
+    low, high = 0, int((hi - lo).total_seconds())
+    while low < high:  # smallest offset (seconds) whose instant is past the transition
+        mid = (low + high) // 2
+        if (lo + timedelta(seconds=mid)).astimezone(zone).utcoffset() != before:
+            high = mid
+        else:
+            low = mid + 1
+    return (lo + timedelta(seconds=low)).replace(microsecond=0)
+
+
+def _instants(local: datetime, zone: ZoneInfo, fixed_hour: bool) -> list[datetime]:
+    if not _exists(local, zone):
+        return [_end_of_gap(local, zone)] if fixed_hour else []
+    first = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if _is_ambiguous(local, zone) and not fixed_hour:
+        return [first, local.replace(tzinfo=zone, fold=1).astimezone(UTC)]
+    return [first]
+
+
+def next_cron_fire(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
+    """The first fire of `expression` in `zone` strictly after the instant `after`."""
+    after = after.astimezone(UTC)
+    fixed_hour = hour_is_fixed(expression)
+    start = after.astimezone(zone).replace(tzinfo=None, fold=0) - _OVERLAP_MARGIN
+    slots = croniter(
+        expression,
+        start,
+        ret_type=datetime,
+        max_years_between_matches=MAX_YEARS_BETWEEN_MATCHES,
+    )
+    best: datetime | None = None
+    while True:
+        try:
+            local = slots.get_next(datetime)
+        except CroniterBadDateError as exc:
+            if best is not None:
+                return best
+            raise NoNextFire(f"{expression!r} matches no date") from exc
+        if best is not None and local > best.astimezone(zone).replace(tzinfo=None) + _OVERLAP_MARGIN:
+            return best
+        for instant in _instants(local, zone, fixed_hour):
+            if instant > after and (best is None or instant < best):
+                best = instant
