@@ -7,6 +7,7 @@ from app.schedule.core import (
     next_fire_after,
     parse_schedule,
     to_utc_second,
+    upcoming_fires,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "next_fire_after",
     "parse_schedule",
     "to_utc_second",
+    "upcoming_fires",
 ]

@@ -141,3 +141,15 @@ def next_fire_after(schedule: Schedule, anchor: datetime, after: datetime) -> da
         return next_cron_fire(schedule.cron, load_zone(schedule.timezone), after)
     except NoNextFire:
         return None
+
+
+def upcoming_fires(
+    schedule: Schedule, anchor: datetime, first: datetime | None, count: int
+) -> list[datetime]:
+    """Up to `count` fires: `first` (if any), then each next one after the previous."""
+    result: list[datetime] = []
+    current = first
+    while current is not None and len(result) < count:
+        result.append(current)
+        current = next_fire_after(schedule, anchor, current)
+    return result
