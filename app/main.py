@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -118,7 +119,7 @@ def build_services(
         ),
         jobs=JobService(store, pusher, executor, **common),  # type: ignore[arg-type]
         reconciler=Reconciler(
-            store, nas, pusher, concurrency=settings.reconcile_concurrency, clock=clock
+            store, nas, pusher, executor, concurrency=settings.reconcile_concurrency, clock=clock
         ),
     )
 
@@ -151,6 +152,10 @@ async def maintenance_loop(services: Services, interval: float) -> None:
         try:
             await services.pusher.push_all(concurrency=services.settings.reconcile_concurrency)
             await services.executor.recover_expired()
+            await services.executor.start_stranded_buffered()
+            await services.jobs.purge_completed(
+                timedelta(seconds=services.settings.completed_retention_seconds)
+            )
         except StoreUnavailable as exc:
             log.warning("maintenance skipped: store unavailable", extra={"error": str(exc)})
         except Exception:  # keep the loop alive whatever one round hit

@@ -36,9 +36,23 @@ async def list_jobs(services: ServicesDep) -> list[JobOut]:
     return [JobOut.from_record(job) for job in await services.jobs.list()]
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=_NOT_FOUND, summary="Show a job")
-async def get_job(job_id: str, services: ServicesDep) -> JobOut:
-    return await _job_out(services, job_id)
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    response_model_exclude_unset=True,
+    responses=_NOT_FOUND,
+    summary="Show a job; `?preview=N` adds its next N fires",
+)
+async def get_job(
+    job_id: str,
+    services: ServicesDep,
+    preview: int | None = Query(default=None, ge=1, le=1000, description="next N fires"),
+) -> JobOut:
+    job, pending = await services.jobs.get(job_id)
+    out = JobOut.from_record(job, nas_pending=pending)
+    if preview is not None:
+        out.preview = await services.jobs.preview(job, preview)
+    return out
 
 
 @router.patch(

@@ -24,7 +24,9 @@ app = typer.Typer(
     add_completion=False,
 )
 jobs_app = typer.Typer(help="Manage jobs through the admin API.", no_args_is_help=True)
+schedule_app = typer.Typer(help="Inspect schedules without an agent.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(schedule_app, name="schedule")
 
 out = Console()
 err = Console(stderr=True)
@@ -409,6 +411,40 @@ def reconcile(url: UrlOpt = None, token: TokenOpt = None) -> None:
     out.print_json(json.dumps(report))
     if not report.get("ok"):
         raise typer.Exit(1)
+
+
+@schedule_app.command("preview")
+def schedule_preview(
+    schedule: Annotated[str, typer.Argument(help="'in 90s', ISO 8601, 'every 5m' or cron")],
+    tz: Annotated[str, typer.Option("--tz", help="IANA zone of a cron schedule")] = "UTC",
+    after: Annotated[
+        str | None,
+        typer.Option(help="ISO 8601 instant to start from, with offset (default: now)"),
+    ] = None,
+    count: Annotated[int, typer.Option(help="how many fires", min=1, max=10000)] = 5,
+) -> None:
+    """Print the next COUNT fire instants, one per line, as ISO 8601 in UTC."""
+    from datetime import UTC, datetime
+
+    from app.schedule import ScheduleError, next_fire_after, parse_schedule, upcoming_fires
+
+    try:
+        parsed = parse_schedule(schedule, tz)
+    except ScheduleError as exc:
+        raise fail(str(exc)) from None
+    if after is None:
+        start = datetime.now(UTC)
+    else:
+        try:
+            start = datetime.fromisoformat(after.replace("Z", "+00:00"))
+        except ValueError:
+            raise fail(f"--after: not an ISO 8601 instant: {after!r}") from None
+        if start.utcoffset() is None:
+            raise fail("--after: give a UTC offset (for example 2026-03-08T00:00:00+00:00)")
+    # `start` is also the anchor: a delay or interval counts from it, as for a job created then.
+    first = next_fire_after(parsed, start, start)
+    for instant in upcoming_fires(parsed, start, first, count):
+        print(instant.astimezone(UTC).isoformat())
 
 
 def main() -> None:

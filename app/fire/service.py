@@ -20,7 +20,8 @@ from app.jobs.timing import next_run_after
 from app.nas.client import RetryBudget
 from app.nas.outbox import OutboxPusher
 from app.runner.executor import RunExecutor
-from app.store import DuplicateFire, FireRecord, JobRecord, Store, fire_dedup_key
+from app.fire.policy import decide
+from app.store import DuplicateFire, FireRecord, JobRecord, Store, fire_dedup_key, new_fire
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,7 @@ class FireService:
                 return existing
             job = await tx.get_job(job_id, for_update=True)
             if job is None:
-                now = self.clock()
-                await tx.queue_nas_op(job_id, "cancel", None, now)
+                await tx.queue_nas_op(job_id, "cancel", None, self.clock())
                 return self._ignored("unknown_job", job_id, fire_at)
             if job.state in ("paused", "completed"):
                 return self._ignored(job.state, job_id, fire_at)
@@ -133,38 +133,40 @@ class FireService:
                 return self._ignored("stale", job_id, fire_at)
 
             now = self.clock()
-            runs_started = job.runs_started + 1
+            decision = decide(
+                job,
+                fire_at,
+                now,
+                running=await tx.running_count(job_id),
+                buffered=await tx.buffered_fire(job_id) is not None,
+            )
+            runs_started = job.runs_started + (1 if decision.starts_a_run else 0)
             exhausted = job.repeat is not None and runs_started >= job.repeat
             # NAS owns the delivery clock: an early fire still advances from its own slot.
             nxt = None if exhausted else next_run_after(job, max(fire_at, now))
             fire = await tx.insert_fire(
-                {
-                    "job_id": job_id,
-                    "fire_at": fire_at,
-                    "dedup_key": key,
-                    "kind": "scheduled",
-                    "status": "running",
-                    "attempt": 1,
-                    "lease_owner": self.node_id,
-                    "lease_expires_at": now + self.lease,
-                    "fencing_token": 1,
-                    "admitted_at": now,
-                    "started_at": now,
-                }
+                new_fire(
+                    job_id=job_id,
+                    fire_at=fire_at,
+                    dedup_key=key,
+                    kind="scheduled",
+                    status=decision.status,
+                    now=now,
+                    lease_owner=self.node_id,
+                    lease_expires_at=now + self.lease,
+                    error=decision.reason if decision.status in ("missed", "skipped") else None,
+                )
             )
-            advanced = await tx.advance_job(
-                job_id,
-                expected_next_run_at=fire_at,
-                values={
-                    "next_run_at": nxt,
-                    "runs_started": runs_started,
-                    "state": "scheduled" if nxt is not None else "completed",
-                    "last_run_at": now,
-                    "last_status": "running",
-                    "updated_at": now,
-                },
-            )
-            if not advanced:
+            values: dict[str, Any] = {
+                "next_run_at": nxt,
+                "runs_started": runs_started,
+                "state": "scheduled" if nxt is not None else "completed",
+                "completed_at": None if nxt is not None else now,
+                "updated_at": now,
+            }
+            if decision.status != "buffered":
+                values.update(last_run_at=now, last_status=decision.status)
+            if not await tx.advance_job(job_id, expected_next_run_at=fire_at, values=values):
                 raise DuplicateFire(key)  # rolls back: another admission moved the job first
             if nxt is not None:
                 await tx.queue_nas_op(job_id, "provision", nxt, now)
@@ -172,22 +174,26 @@ class FireService:
 
     async def _accepted(self, admitted: _Admitted) -> FireAnswer:
         fire, job = admitted.fire, admitted.job
-        self.executor.start(fire, job.target)
+        if fire.status == "running":
+            self.executor.start(fire, job.target)
         log.info(
-            "fire accepted",
-            extra={"job_id": job.id, "fire_at": fire.fire_at.isoformat(), "attempt": fire.attempt},
+            "fire admitted",
+            extra={"job_id": job.id, "fire_at": fire.fire_at.isoformat(), "status": fire.status},
         )
         if admitted.next_run_at is not None and not await self.pusher.push_job(
             job.id, budget=self.arm_budget
         ):
             return self._unavailable(
-                "the fire was admitted and runs once, but its next fire could not be armed at NAS;"
-                " re-deliver to retry the arm"
+                "the fire was admitted (it is never run twice), but the job's next fire could not"
+                " be armed at NAS; re-deliver to retry the arm"
             )
-        return FireAnswer(
-            202,
-            {"status": "accepted", "job_id": job.id, "fire_at": fire.fire_at.isoformat()},
-        )
+        body = {"job_id": job.id, "fire_at": fire.fire_at.isoformat()}
+        if fire.status == "running":
+            return FireAnswer(202, {"status": "accepted", **body})
+        if fire.status == "buffered":
+            return FireAnswer(202, {"status": "buffered", **body})
+        # missed or skipped: recorded, not run; delivery ends here.
+        return FireAnswer(200, {"status": fire.status, "reason": fire.error, **body})
 
     async def _duplicate(self, fire: FireRecord) -> FireAnswer:
         if not await self.pusher.push_job(fire.job_id, budget=self.arm_budget):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -16,6 +16,12 @@ def _iso_utc(value: datetime) -> str:
 
 
 UtcTime = Annotated[datetime, PlainSerializer(_iso_utc, return_type=str)]
+Catchup = Literal["run_once", "skip"]
+Overlap = Literal["skip", "allow", "buffer_one"]
+
+_GRACE = "seconds a fire may be late and still run; later ones are recorded as missed (null: no limit)"
+_CATCHUP = "when fires passed while nothing was armed: run once now (run_once) or record them missed (skip)"
+_OVERLAP = "when a fire comes while the previous run is going: skip it, allow both, or buffer_one"
 
 
 class JobCreate(BaseModel):
@@ -33,6 +39,9 @@ class JobCreate(BaseModel):
     repeat: int | None = Field(
         default=None, ge=1, description="runs before the job completes; default 1 for one-shots"
     )
+    misfire_grace_seconds: int | None = Field(default=None, ge=0, description=_GRACE)
+    catchup: Catchup = Field(default="run_once", description=_CATCHUP)
+    overlap: Overlap = Field(default="skip", description=_OVERLAP)
 
 
 class JobPatch(BaseModel):
@@ -43,6 +52,9 @@ class JobPatch(BaseModel):
     timezone: str | None = Field(default=None, max_length=64)
     target: Target | None = None
     repeat: int | None = Field(default=None, ge=1)
+    misfire_grace_seconds: int | None = Field(default=None, ge=0, description=_GRACE)
+    catchup: Catchup | None = None
+    overlap: Overlap | None = None
 
 
 class JobOut(BaseModel):
@@ -57,11 +69,18 @@ class JobOut(BaseModel):
     next_run_at: UtcTime | None
     last_run_at: UtcTime | None
     last_status: str | None
+    misfire_grace_seconds: int | None
+    catchup: str
+    overlap: str
     created_at: UtcTime
     updated_at: UtcTime
+    completed_at: UtcTime | None
     nas_pending: str | None = Field(
         default=None,
         description="the NAS operation not yet acknowledged for this job (provision | cancel)",
+    )
+    preview: list[UtcTime] | None = Field(
+        default=None, description="with ?preview=N: the next N fires, from next_run_at"
     )
 
     @classmethod
@@ -78,17 +97,24 @@ class JobOut(BaseModel):
             next_run_at=job.next_run_at,
             last_run_at=job.last_run_at,
             last_status=job.last_status,
+            misfire_grace_seconds=job.misfire_grace_seconds,
+            catchup=job.catchup,
+            overlap=job.overlap,
             created_at=job.created_at,
             updated_at=job.updated_at,
+            completed_at=job.completed_at,
             nas_pending=nas_pending,
         )
 
 
 class RunOut(BaseModel):
     key: str = Field(description="`{job_id}:{fire_at}` for scheduled fires, `manual:<uuid>` for manual runs")
-    kind: str = Field(description="scheduled | manual")
+    kind: str = Field(description="scheduled | manual | catchup")
     fire_at: UtcTime
-    status: str = Field(description="running | succeeded | failed | timed_out | missed | skipped")
+    status: str = Field(
+        description="buffered | running | succeeded | failed | timed_out | missed | skipped"
+    )
+    count: int = Field(description="schedule slots this record stands for (coalesced missed slots)")
     attempt: int
     started_at: UtcTime | None
     finished_at: UtcTime | None
@@ -103,6 +129,7 @@ class RunOut(BaseModel):
             kind=fire.kind,
             fire_at=fire.fire_at,
             status=fire.status,
+            count=fire.slots,
             attempt=fire.attempt,
             started_at=fire.started_at,
             finished_at=fire.finished_at,
@@ -110,11 +137,3 @@ class RunOut(BaseModel):
             output=fire.output,
             error=fire.error,
         )
-
-
-class JobList(BaseModel):
-    jobs: list[JobOut]
-
-
-class RunList(BaseModel):
-    runs: list[RunOut]

@@ -12,12 +12,14 @@ from typing import Any
 from app.clock import Clock
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.jobs.schemas import JobCreate, JobPatch
+from app.fire.catchup import catch_up
+from app.fire.policy import decide
 from app.jobs.timing import next_run_after
 from app.nas.client import RetryBudget
 from app.nas.outbox import OutboxPusher
 from app.runner.executor import RunExecutor
-from app.schedule import Schedule, ScheduleError, first_fire, parse_schedule
-from app.store import FireRecord, JobRecord, Store, Tx
+from app.schedule import Schedule, ScheduleError, first_fire, parse_schedule, upcoming_fires
+from app.store import FireRecord, JobRecord, Store, Tx, new_fire
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class JobService:
         self.pusher = pusher
         self.executor = executor
         self.node_id = node_id
-        self.lease_seconds = lease_seconds
+        self.lease = timedelta(seconds=lease_seconds)
         self.arm_budget = arm_budget
         self.clock = clock
 
@@ -97,6 +99,9 @@ class JobService:
             "next_run_at": first,
             "created_at": now,
             "updated_at": now,
+            "misfire_grace_seconds": data.misfire_grace_seconds,
+            "catchup": data.catchup,
+            "overlap": data.overlap,
         }
         async with self.store.transaction() as tx:
             job = await tx.insert_job(values)
@@ -108,7 +113,12 @@ class JobService:
     async def update(self, job_id: str, patch: JobPatch) -> JobRecord:
         """Apply a partial edit. Only a change of schedule or timezone re-arms the job."""
         now = self.clock()
-        changes = patch.model_dump(exclude_unset=True, exclude_none=True)
+        # null clears `repeat` and `misfire_grace_seconds` (unlimited); elsewhere it is ignored.
+        changes = {
+            k: v
+            for k, v in patch.model_dump(exclude_unset=True).items()
+            if v is not None or k in ("repeat", "misfire_grace_seconds")
+        }
         async with self.store.transaction() as tx:
             job = await self._require(tx, job_id, for_update=True)
             values: dict[str, Any] = {"updated_at": now}
@@ -116,8 +126,9 @@ class JobService:
                 values["name"] = changes["name"]
             if patch.target is not None:
                 values["target"] = patch.target.model_dump(mode="json")
-            if "repeat" in changes:
-                values["repeat"] = changes["repeat"]
+            for policy in ("repeat", "misfire_grace_seconds", "catchup", "overlap"):
+                if policy in changes:
+                    values[policy] = changes[policy]
             op: tuple[str, datetime | None] | None = None
             new_schedule = changes.get("schedule", job.schedule)
             new_zone = changes.get("timezone", job.timezone)
@@ -131,13 +142,13 @@ class JobService:
                     schedule=schedule.text, timezone=new_zone, anchor_at=now, next_run_at=first
                 )
                 if job.state == "completed":
-                    values.update(state="scheduled", runs_started=0)
+                    values.update(state="scheduled", runs_started=0, completed_at=None)
                 if job.state != "paused":
                     op = ("provision", first)
             else:
                 repeat = values.get("repeat", job.repeat)
                 if job.state != "completed" and repeat is not None and job.runs_started >= repeat:
-                    values.update(state="completed", next_run_at=None)
+                    values.update(state="completed", next_run_at=None, completed_at=now)
                     if job.state == "scheduled":
                         op = ("cancel", None)
             updated = await tx.update_job(job_id, values)
@@ -172,7 +183,10 @@ class JobService:
         return job
 
     async def resume(self, job_id: str) -> JobRecord:
+        """Resume from now. A one-shot whose time passed runs now with `catchup = run_once`,
+        and is refused with 409 (changing nothing) otherwise."""
         now = self.clock()
+        run: FireRecord | None = None
         async with self.store.transaction() as tx:
             job = await self._require(tx, job_id, for_update=True)
             if job.state == "completed":
@@ -181,12 +195,14 @@ class JobService:
                 return job
             schedule = _parse(job.schedule, job.timezone)
             if schedule.is_one_shot:
-                nxt = first_fire(schedule, job.anchor_at)
-                if nxt is None or nxt <= now:
+                due = job.next_run_at or first_fire(schedule, job.anchor_at)
+                assert due is not None
+                if due <= now and job.catchup != "run_once":
                     raise Conflict(
-                        f"the one-shot time {nxt.isoformat() if nxt else ''} has passed;"
-                        " edit the schedule to run it again"
+                        f"the one-shot time {due.isoformat()} has passed and catchup is"
+                        f" {job.catchup!r}; edit the schedule to run it again"
                     )
+                nxt: datetime | None = due
             else:
                 nxt = next_run_after(job, now)
             if nxt is None:
@@ -194,35 +210,66 @@ class JobService:
             job = await tx.update_job(
                 job_id, {"state": "scheduled", "next_run_at": nxt, "updated_at": now}
             )
-            await tx.queue_nas_op(job_id, "provision", nxt, now)
-        assert job is not None
+            assert job is not None
+            if nxt <= now:
+                run = (await catch_up(tx, job, now, owner=self.node_id, lease=self.lease)).run
+                job = await tx.get_job(job_id)
+                assert job is not None
+            else:
+                await tx.queue_nas_op(job_id, "provision", nxt, now)
+        if run is not None:
+            self.executor.start(run, job.target)
         await self._sync(job_id)
         return job
 
     async def trigger(self, job_id: str) -> FireRecord:
-        """Run the job now, outside its schedule, in its own key space (`manual:<uuid>`)."""
+        """Run the job now, outside its schedule, in its own key space (`manual:<uuid>`).
+
+        It never consumes or shifts a scheduled fire, does not count toward `repeat`, and
+        honours the overlap policy (the run may come back `skipped` or `buffered`)."""
         now = self.clock()
         async with self.store.transaction() as tx:
-            job = await self._require(tx, job_id)
-            fire = await tx.insert_fire(
-                {
-                    "job_id": job_id,
-                    "fire_at": now,
-                    "dedup_key": f"manual:{uuid.uuid4()}",
-                    "kind": "manual",
-                    "status": "running",
-                    "attempt": 1,
-                    "lease_owner": self.node_id,
-                    "lease_expires_at": now + timedelta(seconds=self.lease_seconds),
-                    "fencing_token": 1,
-                    "admitted_at": now,
-                    "started_at": now,
-                }
+            job = await self._require(tx, job_id, for_update=True)
+            decision = decide(
+                job,
+                None,
+                now,
+                running=await tx.running_count(job_id),
+                buffered=await tx.buffered_fire(job_id) is not None,
             )
-            await tx.update_job(job_id, {"last_run_at": now, "last_status": "running"})
-        self.executor.start(fire, job.target)
-        log.info("manual run started", extra={"job_id": job_id, "key": fire.dedup_key})
+            fire = await tx.insert_fire(
+                new_fire(
+                    job_id=job_id,
+                    fire_at=now,
+                    dedup_key=f"manual:{uuid.uuid4()}",
+                    kind="manual",
+                    status=decision.status,
+                    now=now,
+                    lease_owner=self.node_id,
+                    lease_expires_at=now + self.lease,
+                    error=decision.reason if decision.status == "skipped" else None,
+                )
+            )
+            if decision.status == "running":
+                await tx.update_job(job_id, {"last_run_at": now, "last_status": "running"})
+        if fire.status == "running":
+            self.executor.start(fire, job.target)
+        log.info(
+            "manual run admitted",
+            extra={"job_id": job_id, "key": fire.dedup_key, "status": fire.status},
+        )
         return fire
+
+    async def preview(self, job: JobRecord, count: int) -> list[datetime]:
+        """The job's next `count` fires, starting at `next_run_at`."""
+        if job.next_run_at is None or job.state == "completed":
+            return []
+        schedule = _parse(job.schedule, job.timezone)
+        return upcoming_fires(schedule, job.anchor_at, job.next_run_at, count)
+
+    async def purge_completed(self, retention: timedelta) -> int:
+        async with self.store.transaction() as tx:
+            return await tx.purge_completed_jobs(self.clock() - retention)
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.clock import Clock
-from app.jobs.timing import next_run_after
+from app.fire.catchup import catch_up
 from app.nas.client import ArmedFire, NasClient, NasError
 from app.nas.outbox import OutboxPusher
-from app.store import DuplicateFire, JobRecord, Store, fire_dedup_key
+from app.runner.executor import RunExecutor
+from app.store import DuplicateFire, JobRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Reconciler:
         store: Store,
         nas: NasClient,
         pusher: OutboxPusher,
+        executor: RunExecutor,
         *,
         concurrency: int,
         clock: Clock,
@@ -54,6 +56,7 @@ class Reconciler:
         self.store = store
         self.nas = nas
         self.pusher = pusher
+        self.executor = executor
         self.concurrency = concurrency
         self.clock = clock
         self._lock = asyncio.Lock()
@@ -89,16 +92,14 @@ class Reconciler:
             if armed is not None and armed.fire_at == job.next_run_at:
                 report.in_sync += 1
                 continue
-            if job.next_run_at <= now and (observed is not None and armed is None):
-                nxt = await self._record_missed(job, now)
+            if job.next_run_at <= now and observed is not None and armed is None:
+                # Passed with nothing armed: record it, maybe run once, arm the next (queued).
                 report.missed.append(job.id)
-                if nxt is None:
-                    continue
-                target = nxt
-            else:
-                target = job.next_run_at
+                if await self._catch_up(job, now) is not None:
+                    report.armed.append(job.id)
+                continue
             async with self.store.transaction() as tx:
-                await tx.queue_nas_op(job.id, "provision", target, now)
+                await tx.queue_nas_op(job.id, "provision", job.next_run_at, now)
             report.armed.append(job.id)
 
         if observed is not None:
@@ -113,43 +114,24 @@ class Reconciler:
         log.info("reconcile finished", extra=report.as_dict())
         return report
 
-    async def _record_missed(self, job: JobRecord, now: datetime) -> datetime | None:
-        """Record the unarmed past fire as `missed` and move the job to its next future fire."""
-        assert job.next_run_at is not None
-        missed_at = job.next_run_at
-        nxt = next_run_after(job, now)
+    async def _catch_up(self, job: JobRecord, now: datetime) -> datetime | None:
+        """Record the unarmed passed slots (and maybe run once now); returns the next fire."""
         try:
             async with self.store.transaction() as tx:
-                await tx.insert_fire(
-                    {
-                        "job_id": job.id,
-                        "fire_at": missed_at,
-                        "dedup_key": fire_dedup_key(job.id, missed_at),
-                        "kind": "scheduled",
-                        "status": "missed",
-                        "attempt": 0,
-                        "fencing_token": 0,
-                        "admitted_at": now,
-                        "finished_at": now,
-                        "error": "the fire time passed while nothing was armed at NAS",
-                    }
+                result = await catch_up(
+                    tx, job, now, owner=self.executor.node_id, lease=self.executor.lease
                 )
-                advanced = await tx.advance_job(
-                    job.id,
-                    expected_next_run_at=missed_at,
-                    values={
-                        "next_run_at": nxt,
-                        "state": "scheduled" if nxt is not None else "completed",
-                        "last_status": "missed",
-                        "updated_at": now,
-                    },
-                )
-                if not advanced:
-                    raise DuplicateFire(fire_dedup_key(job.id, missed_at))
         except DuplicateFire:
-            return None  # a fire arrived meanwhile and moved the job on
+            return None  # a fire or another replica moved the job on meanwhile
         log.warning(
             "fire missed: it passed while nothing was armed",
-            extra={"job_id": job.id, "fire_at": missed_at.isoformat()},
+            extra={
+                "job_id": job.id,
+                "fire_at": job.next_run_at.isoformat() if job.next_run_at else None,
+                "slots": result.missed,
+                "catch_up_run": result.run is not None,
+            },
         )
-        return nxt
+        if result.run is not None:
+            self.executor.start(result.run, job.target)
+        return result.next_run_at

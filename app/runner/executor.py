@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from app.clock import Clock
 from app.runner.targets import RunContext, RunResult, TargetRunner, parse_target
-from app.store import FireRecord, Store, StoreUnavailable
+from app.store import FireRecord, Store, StoreUnavailable, Tx
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,13 @@ class RunExecutor:
 
     async def _finish(self, fire: FireRecord, result: RunResult) -> None:
         now = self.clock()
+        buffered: FireRecord | None = None
+        target: dict[str, object] | None = None
         for attempt in range(5):
             try:
                 async with self.store.transaction() as tx:
+                    # Lock the job first: an admission buffering a fire for it waits for us.
+                    job = await tx.get_job(fire.job_id, for_update=True)
                     recorded = await tx.finish_fire(
                         fire.id,
                         fire.fencing_token,
@@ -132,8 +136,10 @@ class RunExecutor:
                         output=result.output,
                         error=result.error,
                     )
-                    if recorded:
+                    if recorded and job is not None:
                         await tx.update_job(fire.job_id, {"last_status": result.status})
+                        buffered = await self._take_buffered(tx, fire.job_id, now)
+                        target = job.target
                 break
             except StoreUnavailable:
                 # The lease runs out if this never succeeds; the run is then resumed elsewhere.
@@ -150,3 +156,29 @@ class RunExecutor:
                 "recorded": recorded,
             },
         )
+        if buffered is not None and target is not None:
+            self.start(buffered, target)
+
+    async def _take_buffered(self, tx: Tx, job_id: str, now: datetime) -> FireRecord | None:
+        """Claim the job's buffered fire if no other run of the job is going."""
+        waiting = await tx.buffered_fire(job_id)
+        if waiting is None or await tx.running_count(job_id):
+            return None
+        return await tx.start_buffered(
+            waiting, owner=self.node_id, lease_expires_at=now + self.lease, now=now
+        )
+
+    async def start_stranded_buffered(self) -> int:
+        """Start buffered fires whose job has no run going (their replica died before)."""
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            stranded = await tx.stranded_buffered()
+        started = 0
+        for fire in stranded:
+            async with self.store.transaction() as tx:
+                job = await tx.get_job(fire.job_id, for_update=True)
+                mine = await self._take_buffered(tx, fire.job_id, now) if job else None
+            if mine is not None and job is not None:
+                self.start(mine, job.target)
+                started += 1
+        return started

@@ -153,3 +153,31 @@ def upcoming_fires(
         result.append(current)
         current = next_fire_after(schedule, anchor, current)
     return result
+
+
+@dataclass(frozen=True)
+class MissedSlots:
+    count: int  # at least 1; `capped` when counting stopped early
+    last: datetime
+    next_after: datetime | None  # the first fire after `now`
+    capped: bool = False
+
+
+def missed_slots(
+    schedule: Schedule, anchor: datetime, first: datetime, now: datetime, *, cap: int = 10_000
+) -> MissedSlots:
+    """The slots from `first` (already due, `first <= now`) up to `now`, and the next one."""
+    if schedule.kind == "interval":
+        assert schedule.period is not None
+        period = int(schedule.period.total_seconds())
+        count = int((now - first).total_seconds()) // period + 1
+        last = first + timedelta(seconds=(count - 1) * period)
+        return MissedSlots(count, last, last + timedelta(seconds=period))
+    count, last = 1, first
+    current = next_fire_after(schedule, anchor, first)
+    while current is not None and current <= now:
+        if count >= cap:
+            return MissedSlots(count, last, next_fire_after(schedule, anchor, now), capped=True)
+        count, last = count + 1, current
+        current = next_fire_after(schedule, anchor, current)
+    return MissedSlots(count, last, current)

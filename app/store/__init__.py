@@ -1,7 +1,14 @@
 """Persistence: every SQL statement of the service lives in this package."""
 
 from app.store.records import FireRecord, JobRecord, OutboxRecord
-from app.store.store import DuplicateFire, Store, StoreUnavailable, Tx, fire_dedup_key
+from app.store.store import (
+    DuplicateFire,
+    Store,
+    StoreUnavailable,
+    Tx,
+    fire_dedup_key,
+    new_fire,
+)
 
 __all__ = [
     "DuplicateFire",
@@ -12,4 +19,5 @@ __all__ = [
     "StoreUnavailable",
     "Tx",
     "fire_dedup_key",
+    "new_fire",
 ]

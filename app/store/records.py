@@ -31,6 +31,10 @@ class JobRecord(_Record):
     last_status: str | None
     created_at: datetime
     updated_at: datetime
+    misfire_grace_seconds: int | None
+    catchup: str
+    overlap: str
+    completed_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class FireRecord(_Record):
     outcome: str | None
     output: str | None
     error: str | None
+    slots: int
 
 
 @dataclass(frozen=True)

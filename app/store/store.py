@@ -44,6 +44,39 @@ def fire_dedup_key(job_id: str, fire_at: datetime) -> str:
     return f"{job_id}:{fire_at.astimezone(UTC).isoformat()}"
 
 
+def new_fire(
+    *,
+    job_id: str,
+    fire_at: datetime,
+    dedup_key: str,
+    kind: str,
+    status: str,
+    now: datetime,
+    lease_owner: str | None = None,
+    lease_expires_at: datetime | None = None,
+    error: str | None = None,
+    slots: int = 1,
+) -> dict[str, Any]:
+    """Column values of a new fire: running ones carry their lease, final ones their end."""
+    running = status == "running"
+    return {
+        "job_id": job_id,
+        "fire_at": fire_at,
+        "dedup_key": dedup_key,
+        "kind": kind,
+        "status": status,
+        "attempt": 1 if running else 0,
+        "lease_owner": lease_owner if running else None,
+        "lease_expires_at": lease_expires_at if running else None,
+        "fencing_token": 1 if running else 0,
+        "admitted_at": now,
+        "started_at": now if running else None,
+        "finished_at": now if status in ("missed", "skipped") else None,
+        "error": error,
+        "slots": slots,
+    }
+
+
 def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, IntegrityError):
         return False
@@ -219,6 +252,55 @@ class Tx:
     async def running_count(self, job_id: str) -> int:
         stmt = select(func.count()).where(fires.c.job_id == job_id, fires.c.status == "running")
         return int((await self.conn.execute(stmt)).scalar_one())
+
+    async def buffered_fire(self, job_id: str) -> FireRecord | None:
+        stmt = (
+            select(fires)
+            .where(fires.c.job_id == job_id, fires.c.status == "buffered")
+            .order_by(fires.c.id)
+            .limit(1)
+        )
+        row = (await self.conn.execute(stmt)).first()
+        return FireRecord.from_row(row) if row else None
+
+    async def start_buffered(
+        self, fire: FireRecord, *, owner: str, lease_expires_at: datetime, now: datetime
+    ) -> FireRecord | None:
+        """Move a buffered fire to running under `owner`'s lease; None if someone else did."""
+        result = await self.conn.execute(
+            update(fires)
+            .where(fires.c.id == fire.id, fires.c.status == "buffered")
+            .values(
+                status="running",
+                lease_owner=owner,
+                lease_expires_at=lease_expires_at,
+                fencing_token=fire.fencing_token + 1,
+                started_at=now,
+            )
+        )
+        return await self.get_fire(fire.id) if result.rowcount == 1 else None
+
+    async def stranded_buffered(self, *, limit: int = 100) -> list[FireRecord]:
+        """Buffered fires whose job has no run going: the replica that should start them died."""
+        running = select(fires.c.job_id).where(fires.c.status == "running")
+        stmt = (
+            select(fires)
+            .where(fires.c.status == "buffered", fires.c.job_id.not_in(running))
+            .order_by(fires.c.id)
+            .limit(limit)
+        )
+        return [FireRecord.from_row(r) for r in (await self.conn.execute(stmt)).all()]
+
+    async def purge_completed_jobs(self, completed_before: datetime) -> int:
+        """Delete completed jobs (and their runs) that finished before `completed_before`."""
+        old = select(jobs.c.id).where(
+            jobs.c.state == "completed", jobs.c.completed_at < completed_before
+        )
+        await self.conn.execute(delete(fires).where(fires.c.job_id.in_(old)))
+        result = await self.conn.execute(
+            delete(jobs).where(jobs.c.state == "completed", jobs.c.completed_at < completed_before)
+        )
+        return int(result.rowcount or 0)
 
     async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[FireRecord]:
         """Running fires whose owner stopped renewing: it crashed or was stopped."""

@@ -71,6 +71,12 @@ jobs = Table(
     Column("last_status", String(16), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Time semantics (migration 0002)
+    Column("misfire_grace_seconds", Integer, nullable=True),  # None: unlimited
+    Column("catchup", String(16), nullable=False, server_default="run_once"),  # run_once | skip
+    Column("overlap", String(16), nullable=False, server_default="skip"),  # skip | allow | buffer_one
+    Column("completed_at", UTCDateTime, nullable=True),
+    Index("ix_jobs_state_completed_at", "state", "completed_at"),
 )
 
 fires = Table(
@@ -81,8 +87,8 @@ fires = Table(
     Column("fire_at", UTCDateTime, nullable=False),
     # "{job_id}:{fire_at}" for scheduled fires, "manual:{uuid}" for manual runs.
     Column("dedup_key", String(200), nullable=False),
-    Column("kind", String(16), nullable=False),  # scheduled | manual
-    # running | succeeded | failed | timed_out | missed | skipped
+    Column("kind", String(16), nullable=False),  # scheduled | manual | catchup
+    # buffered | running | succeeded | failed | timed_out | missed | skipped
     Column("status", String(16), nullable=False),
     Column("attempt", Integer, nullable=False, default=1),
     Column("lease_owner", String(128), nullable=True),
@@ -94,6 +100,8 @@ fires = Table(
     Column("outcome", String(200), nullable=True),
     Column("output", Text, nullable=True),
     Column("error", Text, nullable=True),
+    # How many schedule slots this record stands for (coalesced missed slots share one).
+    Column("slots", Integer, nullable=False, server_default="1"),
     UniqueConstraint("dedup_key", name="uq_fires_dedup_key"),
     Index("ix_fires_job_id_fire_at", "job_id", "fire_at"),
     Index("ix_fires_status_lease", "status", "lease_expires_at"),

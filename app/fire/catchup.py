@@ -1,0 +1,83 @@
+"""Catch-up: what to do with a job whose fire time passed while nothing was armed.
+
+Nothing is dropped silently: the passed slots are recorded as one `missed` record carrying
+their count. With `catchup = run_once` the job then runs once now (a `catchup:` run standing
+for all of them, within the misfire grace and the overlap policy); with `skip` it does not.
+Either way the schedule continues at its next future fire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.schedule import missed_slots, parse_schedule
+from app.store import DuplicateFire, FireRecord, JobRecord, Tx, fire_dedup_key, new_fire
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    missed: int
+    run: FireRecord | None
+    next_run_at: datetime | None
+
+
+async def catch_up(
+    tx: Tx, job: JobRecord, now: datetime, *, owner: str, lease: timedelta
+) -> CatchUp:
+    """Record the job's passed slots and maybe admit one catch-up run (leased to `owner`; the
+    caller starts it after commit), in the caller's transaction. Raises `DuplicateFire` when
+    another replica or a fire moved the job on first."""
+    assert job.next_run_at is not None and job.next_run_at <= now
+    schedule = parse_schedule(job.schedule, job.timezone)
+    slots = missed_slots(schedule, job.anchor_at, job.next_run_at, now)
+    plural = "s" if slots.count > 1 else ""
+    await tx.insert_fire(
+        new_fire(
+            job_id=job.id,
+            fire_at=job.next_run_at,
+            dedup_key=fire_dedup_key(job.id, job.next_run_at),
+            kind="scheduled",
+            status="missed",
+            now=now,
+            slots=slots.count,
+            error=f"{slots.count}{'+' if slots.capped else ''} slot{plural} passed while nothing"
+            " was armed at NAS",
+        )
+    )
+    run: FireRecord | None = None
+    lateness = (now - slots.last).total_seconds()
+    within_grace = job.misfire_grace_seconds is None or lateness <= job.misfire_grace_seconds
+    free = job.overlap == "allow" or await tx.running_count(job.id) == 0
+    if job.catchup == "run_once" and within_grace and free:
+        run = await tx.insert_fire(
+            new_fire(
+                job_id=job.id,
+                fire_at=slots.last,
+                dedup_key=f"catchup:{job.id}:{slots.last.isoformat()}",
+                kind="catchup",
+                status="running",
+                now=now,
+                lease_owner=owner,
+                lease_expires_at=now + lease,
+            )
+        )
+    runs_started = job.runs_started + (1 if run else 0)
+    exhausted = job.repeat is not None and runs_started >= job.repeat
+    nxt = None if exhausted else slots.next_after
+    values: dict[str, Any] = {
+        "next_run_at": nxt,
+        "runs_started": runs_started,
+        "state": "scheduled" if nxt is not None else "completed",
+        "completed_at": None if nxt is not None else now,
+        "last_status": "running" if run else "missed",
+        "updated_at": now,
+    }
+    if run:
+        values["last_run_at"] = now
+    if not await tx.advance_job(job.id, expected_next_run_at=job.next_run_at, values=values):
+        raise DuplicateFire(fire_dedup_key(job.id, job.next_run_at))
+    if nxt is not None:
+        await tx.queue_nas_op(job.id, "provision", nxt, now)
+    return CatchUp(slots.count, run, nxt)
