@@ -94,11 +94,18 @@ async def resume_job(job_id: str, services: ServicesDep) -> JobOut:
     "/jobs/{job_id}/trigger",
     status_code=202,
     response_model=RunOut,
-    responses=_NOT_FOUND,
+    responses={
+        **_NOT_FOUND,
+        200: {"description": "skipped by the overlap policy: the previous run is still going"},
+        202: {"description": "running now, or buffered until the current run ends"},
+    },
     summary="Run a job now, outside its schedule (key `manual:<uuid>`)",
 )
-async def trigger_job(job_id: str, services: ServicesDep) -> RunOut:
-    return RunOut.from_record(await services.jobs.trigger(job_id))
+async def trigger_job(job_id: str, services: ServicesDep, response: Response) -> RunOut:
+    run = await services.jobs.trigger(job_id)
+    if run.status == "skipped":
+        response.status_code = 200
+    return RunOut.from_record(run)
 
 
 @router.get(

@@ -170,6 +170,10 @@ class FireService:
                 raise DuplicateFire(key)  # rolls back: another admission moved the job first
             if nxt is not None:
                 await tx.queue_nas_op(job_id, "provision", nxt, now)
+            else:
+                # The job is done: make sure no stray arm outlives it (a no-op at NAS when
+                # this very delivery consumed the arm).
+                await tx.queue_nas_op(job_id, "cancel", None, now)
         return _Admitted(fire, job, nxt)
 
     async def _accepted(self, admitted: _Admitted) -> FireAnswer:
@@ -180,9 +184,8 @@ class FireService:
             "fire admitted",
             extra={"job_id": job.id, "fire_at": fire.fire_at.isoformat(), "status": fire.status},
         )
-        if admitted.next_run_at is not None and not await self.pusher.push_job(
-            job.id, budget=self.arm_budget
-        ):
+        armed = await self.pusher.push_job(job.id, budget=self.arm_budget)
+        if admitted.next_run_at is not None and not armed:
             return self._unavailable(
                 "the fire was admitted (it is never run twice), but the job's next fire could not"
                 " be armed at NAS; re-deliver to retry the arm"
