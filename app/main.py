@@ -140,7 +140,9 @@ async def startup_reconcile(services: Services) -> None:
             services.startup.last_error = report.list_error or (
                 f"{report.pending} NAS operation(s) not acknowledged"
             )
-        log.warning("startup reconcile incomplete; retrying", extra={"error": services.startup.last_error})
+        log.warning(
+            "startup reconcile incomplete; retrying", extra={"error": services.startup.last_error}
+        )
         await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)
 

@@ -158,9 +158,9 @@ def _url_problem(env_name: str, value: str, *, allow_loopback_http: bool) -> str
         return None
     if allow_loopback_http and parts.hostname in LOOPBACK_HOSTS:
         return None
-    if allow_loopback_http:
-        return f"{env_name} must use https (plain http is allowed only on loopback with CHRONOS_ENV=dev)"
-    return f"{env_name} must use https (plain http is allowed only with CHRONOS_ENV=dev on loopback)"
+    return (
+        f"{env_name} must use https (plain http is allowed only on loopback with CHRONOS_ENV=dev)"
+    )
 
 
 def ensure_sqlite_folder(database_url: str) -> None:

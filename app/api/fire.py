@@ -38,10 +38,15 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
         400: {"description": "malformed body; the field is named in `detail`", **_ERROR},
         401: {"description": "missing, invalid, expired or wrong-purpose token", **_ERROR},
         413: {"description": "body over 64 KiB", **_ERROR},
-        503: {"description": "admitted but next fire not armed yet, or store down: retry", **_ERROR},
+        503: {
+            "description": "admitted but next fire not armed yet, or store down: retry",
+            **_ERROR,
+        },
     },
 )
-async def receive_fire(request: Request, services: ServicesDep, settings: SettingsDep) -> JSONResponse:
+async def receive_fire(
+    request: Request, services: ServicesDep, settings: SettingsDep
+) -> JSONResponse:
     raw = await read_body_limited(request, settings.max_fire_body_bytes)
     answer = await services.fires.receive(request.headers.get("authorization"), raw)
     headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after else None

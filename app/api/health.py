@@ -25,7 +25,9 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     try:
         await services.store.ping()
     except StoreUnavailable:
-        return JSONResponse({"status": "unavailable", "reason": "store unreachable"}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "reason": "store unreachable"}, status_code=503
+        )
     startup = services.startup
     if not startup.done:
         reason = "startup reconcile not finished"

@@ -55,9 +55,7 @@ async def get_job(
     return out
 
 
-@router.patch(
-    "/jobs/{job_id}", response_model=JobOut, responses=_NOT_FOUND, summary="Edit a job"
-)
+@router.patch("/jobs/{job_id}", response_model=JobOut, responses=_NOT_FOUND, summary="Edit a job")
 async def update_job(job_id: str, body: JobPatch, services: ServicesDep) -> JobOut:
     await services.jobs.update(job_id, body)
     return await _job_out(services, job_id)

@@ -175,7 +175,9 @@ def dev(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
     )
 
-    token_hint = "" if data == Path("data/dev") else f"CHRONOS_ADMIN_TOKEN=$(cat {data}/admin-token) "
+    token_hint = (
+        "" if data == Path("data/dev") else f"CHRONOS_ADMIN_TOKEN=$(cat {data}/admin-token) "
+    )
     out.print(
         f"[bold]Chronos dev[/]: agent {agent_url}  ·  NAS emulator {nas_url}\n"
         f"  data: {data}/ (SQLite, admin token, NAS token, NAS signing key)\n"
@@ -296,11 +298,17 @@ def _print(data: Any, as_json: bool, render: Any = None) -> None:
 
 
 def _parse_target(
-    http: str | None, method: str, command: list[str] | None, python: str | None, timeout: float | None
+    http: str | None,
+    method: str,
+    command: list[str] | None,
+    python: str | None,
+    timeout: float | None,
 ) -> dict[str, Any]:
     chosen = [x for x in (http, command, python) if x]
     if len(chosen) != 1:
-        raise fail("give exactly one target: --http URL, --command ARG… or --python module:function")
+        raise fail(
+            "give exactly one target: --http URL, --command ARG… or --python module:function"
+        )
     target: dict[str, Any]
     if http:
         target = {"type": "http", "url": http, "method": method.upper()}
@@ -359,22 +367,32 @@ def jobs_list(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = Fal
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def jobs_show(
+    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
     """Show one job."""
     job = _call("GET", f"/api/jobs/{job_id}", url, token)
     _print(job, as_json, lambda j: _jobs_table([j]))
 
 
 @jobs_app.command("pause")
-def jobs_pause(job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def jobs_pause(
+    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
     """Pause a job (cancels its arm at NAS)."""
-    _print(_call("POST", f"/api/jobs/{job_id}/pause", url, token), as_json, lambda j: _jobs_table([j]))
+    _print(
+        _call("POST", f"/api/jobs/{job_id}/pause", url, token), as_json, lambda j: _jobs_table([j])
+    )
 
 
 @jobs_app.command("resume")
-def jobs_resume(job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def jobs_resume(
+    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
     """Resume a paused job from now."""
-    _print(_call("POST", f"/api/jobs/{job_id}/resume", url, token), as_json, lambda j: _jobs_table([j]))
+    _print(
+        _call("POST", f"/api/jobs/{job_id}/resume", url, token), as_json, lambda j: _jobs_table([j])
+    )
 
 
 @jobs_app.command("rm")
@@ -385,7 +403,9 @@ def jobs_rm(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
 
 
 @jobs_app.command("trigger")
-def jobs_trigger(job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def jobs_trigger(
+    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
     """Run a job now, outside its schedule."""
     run = _call("POST", f"/api/jobs/{job_id}/trigger", url, token)
     _print(run, as_json, lambda r: _runs_table([r]))

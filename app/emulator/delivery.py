@@ -12,8 +12,7 @@ import contextlib
 import json
 import logging
 import secrets
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ import httpx
 from app.emulator.config import EmulatorConfig
 from app.emulator.keys import SigningKey
 from app.emulator.state import ArmRegistry, AttemptResult, Clock, DeliveryTicket, utc_now
+from app.headers import parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -71,24 +71,6 @@ def fire_token_claims(
         "job_id": job_id,
         "fire_at": fire_at,
     }
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait according to a `Retry-After` header (delta-seconds or HTTP-date)."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max((when - now).total_seconds(), 0.0)
-    return seconds if seconds >= 0 and seconds != float("inf") else None
 
 
 class DeliveryScheduler:

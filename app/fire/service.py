@@ -16,11 +16,11 @@ from app.auth import FireTokenVerifier, InvalidFireToken, SigningKeysUnavailable
 from app.clock import Clock
 from app.errors import InvalidRequest, ServiceUnavailable, Unauthorized
 from app.fire.body import parse_fire_body
+from app.fire.policy import decide
 from app.jobs.timing import next_run_after
 from app.nas.client import RetryBudget
 from app.nas.outbox import OutboxPusher
 from app.runner.executor import RunExecutor
-from app.fire.policy import decide
 from app.store import DuplicateFire, FireRecord, JobRecord, Store, fire_dedup_key, new_fire
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class FireService:
         return await self.handle_fire(job_id, fire_at)
 
     async def handle_fire(self, job_id: str, fire_at: datetime) -> FireAnswer:
-        """Decide a verified, validated fire. Raises `StoreUnavailable` before anything is durable."""
+        """Decide a verified, validated fire; `StoreUnavailable` before anything is durable."""
         key = fire_dedup_key(job_id, fire_at)
         for _ in range(3):
             try:
@@ -214,10 +214,18 @@ class FireService:
         )
 
     def _ignored(self, reason: str, job_id: str, fire_at: datetime) -> FireAnswer:
-        log.info("fire ignored", extra={"job_id": job_id, "fire_at": fire_at.isoformat(), "reason": reason})
+        log.info(
+            "fire ignored",
+            extra={"job_id": job_id, "fire_at": fire_at.isoformat(), "reason": reason},
+        )
         return FireAnswer(
             200,
-            {"status": "ignored", "reason": reason, "job_id": job_id, "fire_at": fire_at.isoformat()},
+            {
+                "status": "ignored",
+                "reason": reason,
+                "job_id": job_id,
+                "fire_at": fire_at.isoformat(),
+            },
         )
 
     def _unavailable(self, detail: str) -> FireAnswer:

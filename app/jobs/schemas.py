@@ -19,8 +19,13 @@ UtcTime = Annotated[datetime, PlainSerializer(_iso_utc, return_type=str)]
 Catchup = Literal["run_once", "skip"]
 Overlap = Literal["skip", "allow", "buffer_one"]
 
-_GRACE = "seconds a fire may be late and still run; later ones are recorded as missed (null: no limit)"
-_CATCHUP = "when fires passed while nothing was armed: run once now (run_once) or record them missed (skip)"
+_GRACE = (
+    "seconds a fire may be late and still run; later ones are recorded as missed (null: no limit)"
+)
+_CATCHUP = (
+    "when fires passed while nothing was armed: run once now (run_once)"
+    " or only record them missed (skip)"
+)
 _OVERLAP = "when a fire comes while the previous run is going: skip it, allow both, or buffer_one"
 
 
@@ -108,7 +113,9 @@ class JobOut(BaseModel):
 
 
 class RunOut(BaseModel):
-    key: str = Field(description="`{job_id}:{fire_at}` for scheduled fires, `manual:<uuid>` for manual runs")
+    key: str = Field(
+        description="`{job_id}:{fire_at}` for scheduled fires, `manual:<uuid>` for manual runs"
+    )
     kind: str = Field(description="scheduled | manual | catchup")
     fire_at: UtcTime
     status: str = Field(

@@ -11,9 +11,9 @@ from typing import Any
 
 from app.clock import Clock
 from app.errors import Conflict, InvalidRequest, NotFound
-from app.jobs.schemas import JobCreate, JobPatch
 from app.fire.catchup import catch_up
 from app.fire.policy import decide
+from app.jobs.schemas import JobCreate, JobPatch
 from app.jobs.timing import next_run_after
 from app.nas.client import RetryBudget
 from app.nas.outbox import OutboxPusher
@@ -34,7 +34,9 @@ def _parse(schedule: str, timezone: str) -> Schedule:
 
 def _first_run(schedule: Schedule, repeat: int | None, now: datetime) -> datetime:
     if schedule.is_one_shot and repeat not in (None, 1):
-        raise InvalidRequest("repeat: a one-shot schedule runs once; use 'every …' or cron to repeat")
+        raise InvalidRequest(
+            "repeat: a one-shot schedule runs once; use 'every …' or cron to repeat"
+        )
     first = first_fire(schedule, now)
     if first is None or first <= now:
         raise InvalidRequest(f"schedule: {schedule.text!r} is in the past")

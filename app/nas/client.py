@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from app.headers import parse_retry_after
 from app.store import fire_dedup_key
 
 log = logging.getLogger(__name__)
@@ -59,22 +59,6 @@ class ArmedFire:
     schedule_id: str
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header (delta-seconds or HTTP date); None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 class _WaitRetryAfterOrBackoff:
     """Honour the server's `Retry-After` (capped), else exponential backoff with jitter."""
 
@@ -112,7 +96,12 @@ class NasClient:
         self.budget = budget
 
     async def provision(
-        self, job_id: str, fire_at: datetime, callback_url: str, *, budget: RetryBudget | None = None
+        self,
+        job_id: str,
+        fire_at: datetime,
+        callback_url: str,
+        *,
+        budget: RetryBudget | None = None,
     ) -> str:
         """Arm the job's one-shot at `fire_at`; returns NAS's schedule id."""
         body = {
@@ -154,7 +143,9 @@ class NasClient:
                         )
                     )
                 except (KeyError, TypeError, ValueError) as exc:
-                    raise NasError(f"list answer has a malformed entry: {exc}", transient=False) from exc
+                    raise NasError(
+                        f"list answer has a malformed entry: {exc}", transient=False
+                    ) from exc
             cursor = data.get("next_cursor") or None
             if cursor is None:
                 return armed
@@ -181,7 +172,9 @@ class NasClient:
     async def _once(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         try:
-            response = await self._http.request(method, self._base + path, headers=headers, **kwargs)
+            response = await self._http.request(
+                method, self._base + path, headers=headers, **kwargs
+            )
         except httpx.TransportError as exc:
             raise NasError(f"{method} {path}: {exc.__class__.__name__}", transient=True) from exc
         status = response.status_code
@@ -190,7 +183,9 @@ class NasClient:
                 f"{method} {path}: HTTP {status}",
                 transient=True,
                 status_code=status,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                retry_after=parse_retry_after(
+                    response.headers.get("Retry-After"), datetime.now(UTC)
+                ),
             )
         if status >= 400:
             raise NasError(

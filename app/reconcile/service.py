@@ -77,7 +77,9 @@ class Reconciler:
             # Still arm what is wanted (provision is an idempotent upsert); orphans wait.
             report.list_error = str(exc)
             observed = None
-            log.warning("NAS list failed; orphans are not cancelled this time", extra={"error": str(exc)})
+            log.warning(
+                "NAS list failed; orphans are not cancelled this time", extra={"error": str(exc)}
+            )
         now = self.clock()
         async with self.store.transaction() as tx:
             jobs = await tx.list_jobs()

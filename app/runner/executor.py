@@ -50,7 +50,7 @@ class RunExecutor:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def wait_idle(self, timeout: float | None = None) -> None:
+    async def wait_idle(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until every run started here has finished (tests, graceful shutdown)."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
@@ -82,7 +82,11 @@ class RunExecutor:
                 continue
             log.warning(
                 "resuming a run whose lease expired",
-                extra={"job_id": mine.job_id, "fire_at": mine.fire_at.isoformat(), "attempt": mine.attempt},
+                extra={
+                    "job_id": mine.job_id,
+                    "fire_at": mine.fire_at.isoformat(),
+                    "attempt": mine.attempt,
+                },
             )
             self.start(mine, job.target)
             taken += 1
@@ -110,7 +114,9 @@ class RunExecutor:
             await asyncio.sleep(interval)
             try:
                 async with self.store.transaction() as tx:
-                    kept = await tx.renew_lease(fire.id, fire.fencing_token, self.clock() + self.lease)
+                    kept = await tx.renew_lease(
+                        fire.id, fire.fencing_token, self.clock() + self.lease
+                    )
             except StoreUnavailable:
                 log.warning("could not renew a lease", extra={"job_id": fire.job_id})
                 continue

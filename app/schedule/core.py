@@ -1,4 +1,4 @@
-"""Schedules: `in 90s`, an ISO 8601 instant, `every 5m`, or a 5-field cron expression in an IANA zone.
+"""Schedules: `in 90s`, an ISO 8601 instant, `every 5m`, or 5-field cron in an IANA zone.
 
 Every instant computed here is timezone-aware UTC and a whole second.
 """
@@ -58,7 +58,9 @@ def load_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ScheduleError(f"unknown timezone {name!r}: use an IANA name such as 'Europe/Paris'") from exc
+        raise ScheduleError(
+            f"unknown timezone {name!r}: use an IANA name such as 'Europe/Paris'"
+        ) from exc
 
 
 def parse_schedule(text: str, timezone: str = "UTC") -> Schedule:

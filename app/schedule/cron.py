@@ -95,7 +95,10 @@ def next_cron_fire(expression: str, zone: ZoneInfo, after: datetime) -> datetime
             if best is not None:
                 return best
             raise NoNextFire(f"{expression!r} matches no date") from exc
-        if best is not None and local > best.astimezone(zone).replace(tzinfo=None) + _OVERLAP_MARGIN:
+        if (
+            best is not None
+            and local > best.astimezone(zone).replace(tzinfo=None) + _OVERLAP_MARGIN
+        ):
             return best
         for instant in _instants(local, zone, fixed_hour):
             if instant > after and (best is None or instant < best):

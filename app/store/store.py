@@ -199,7 +199,7 @@ class Tx:
     async def advance_job(
         self, job_id: str, *, expected_next_run_at: datetime, values: dict[str, Any]
     ) -> bool:
-        """Move a scheduled job past `expected_next_run_at`; False if another fire got there first."""
+        """Move a scheduled job past `expected_next_run_at`; False if another fire came first."""
         result = await self.conn.execute(
             update(jobs)
             .where(
@@ -338,7 +338,9 @@ class Tx:
             return None
         return await self.get_fire(fire.id)
 
-    async def renew_lease(self, fire_id: int, fencing_token: int, lease_expires_at: datetime) -> bool:
+    async def renew_lease(
+        self, fire_id: int, fencing_token: int, lease_expires_at: datetime
+    ) -> bool:
         result = await self.conn.execute(
             update(fires)
             .where(
@@ -431,7 +433,9 @@ class Tx:
         )
         return result.rowcount == 1
 
-    async def note_nas_failure(self, job_id: str, generation: int, error: str, now: datetime) -> None:
+    async def note_nas_failure(
+        self, job_id: str, generation: int, error: str, now: datetime
+    ) -> None:
         await self.conn.execute(
             update(outbox)
             .where(outbox.c.job_id == job_id, outbox.c.generation == generation)

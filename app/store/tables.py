@@ -74,7 +74,9 @@ jobs = Table(
     # Time semantics (migration 0002)
     Column("misfire_grace_seconds", Integer, nullable=True),  # None: unlimited
     Column("catchup", String(16), nullable=False, server_default="run_once"),  # run_once | skip
-    Column("overlap", String(16), nullable=False, server_default="skip"),  # skip | allow | buffer_one
+    Column(
+        "overlap", String(16), nullable=False, server_default="skip"
+    ),  # skip | allow | buffer_one
     Column("completed_at", UTCDateTime, nullable=True),
     Index("ix_jobs_state_completed_at", "state", "completed_at"),
 )

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.emulator import EmulatorConfig
-from app.emulator.delivery import fire_token_claims, fire_url, parse_retry_after
+from app.emulator.delivery import fire_token_claims, fire_url
+from app.headers import parse_retry_after
 from app.emulator.state import (
     ArmRegistry,
     ArmState,
