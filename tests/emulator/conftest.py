@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -17,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from app.emulator import EmulatorConfig, build_uvicorn_server
+from tests.support.servers import bind_loopback, running, wait_until
 
 TOKEN_A, INSTANCE_A = "token-of-agent-a", "instance-a"
 TOKEN_B, INSTANCE_B = "token-of-agent-b", "instance-b"
@@ -30,31 +29,8 @@ FAST_REDELIVERY: dict[str, Any] = {
 }
 
 
-def bind_loopback() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
-@asynccontextmanager
-async def running(server: uvicorn.Server, sock: socket.socket) -> AsyncIterator[None]:
-    """Serve on `sock` in this event loop until the block exits; always stops the server."""
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if task.done():
-                task.result()  # surfaces the startup error
-                raise RuntimeError("server exited during startup")
-            if time.monotonic() > deadline:
-                raise TimeoutError("server did not start")
-            await asyncio.sleep(0.01)
-        yield
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
-        sock.close()
 
 
 def iso_in(seconds: float, tz: timezone = UTC) -> str:
@@ -75,14 +51,6 @@ def provision_body(job_id: str, fire_at: str, callback_url: str) -> dict[str, st
     }
 
 
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float = 5.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass
