@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -125,7 +126,9 @@ def build_services(
 
 
 async def startup_reconcile(services: Services) -> None:
-    """Reconcile until it succeeds once; `/readyz` turns ready then. Never blocks fires."""
+    """Reconcile until NAS's list could be read once; `/readyz` turns ready then.
+
+    Runs beside the fire endpoint: startup never blocks fires."""
     delay = 1.0
     while True:
         try:
@@ -133,13 +136,13 @@ async def startup_reconcile(services: Services) -> None:
         except StoreUnavailable as exc:
             services.startup.last_error = f"store unavailable ({exc})"
         else:
-            if report.ok:
+            # Finished once NAS answered `list`: operations NAS refused or could not take yet
+            # stay in the outbox, retried by the maintenance loop; they do not block readiness.
+            if report.list_error is None:
                 services.startup.done = True
                 services.startup.last_error = None
                 return
-            services.startup.last_error = report.list_error or (
-                f"{report.pending} NAS operation(s) not acknowledged"
-            )
+            services.startup.last_error = report.list_error
         log.warning(
             "startup reconcile incomplete; retrying", extra={"error": services.startup.last_error}
         )
@@ -152,7 +155,9 @@ async def maintenance_loop(services: Services, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await services.pusher.push_all(concurrency=services.settings.reconcile_concurrency)
+            await services.pusher.push_all(
+                concurrency=services.settings.reconcile_concurrency, backoff=True
+            )
             await services.executor.recover_expired()
             await services.executor.start_stranded_buffered()
             await services.jobs.purge_completed(
@@ -232,22 +237,60 @@ def create_app(
     return app
 
 
+_BAD_INPUT = {
+    "description": "invalid input; `detail` names the field",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
 def _add_error_schema(app: FastAPI) -> None:
-    """Publish the `Error` body every failure uses in the OpenAPI document."""
+    """Make the OpenAPI document say what the app does: every failure is an `Error` body,
+    invalid input is a 400 (never FastAPI's default 422), the fire call's token and answer."""
     original = app.openapi
 
-    def openapi() -> dict[str, object]:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = original()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses.setdefault("400", _BAD_INPUT)
         components = schema.setdefault("components", {})
-        components.setdefault("schemas", {})["Error"] = {
+        schemas = components.setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["Error"] = {
             "type": "object",
             "required": ["error", "detail"],
             "properties": {
                 "error": {"type": "string", "examples": ["invalid_request"]},
                 "detail": {"type": "string", "examples": ["fire_at: field required"]},
             },
+        }
+        schemas["FireAnswer"] = {
+            "type": "object",
+            "required": ["status", "job_id", "fire_at"],
+            "properties": {
+                "status": {
+                    "type": "string",
+                    "enum": ["accepted", "buffered", "ignored", "duplicate", "missed", "skipped"],
+                },
+                "job_id": {"type": "string"},
+                "fire_at": {"type": "string", "format": "date-time"},
+                "reason": {
+                    "type": ["string", "null"],
+                    "description": "ignored: unknown_job | paused | completed | stale",
+                },
+                "run_status": {"type": "string", "description": "duplicate: the run's status"},
+            },
+        }
+        components.setdefault("securitySchemes", {})["NasFireToken"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A short-lived JWT minted by NAS: aud, iss, exp, purpose=cron_fire",
         }
         app.openapi_schema = schema
         return schema

@@ -6,6 +6,7 @@ import hmac
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.errors import Forbidden, Unauthorized
 from app.settings import Settings
@@ -26,7 +27,17 @@ ServicesDep = Annotated["Services", Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def require_admin(request: Request, settings: SettingsDep) -> None:
+_admin_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="AdminToken",
+    description="`Authorization: Bearer $CHRONOS_ADMIN_TOKEN`",
+)
+
+
+def require_admin(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)],
+) -> None:
     """Bearer auth for the admin API, compared in constant time."""
     expected = settings.admin_token_value()
     if not expected:
@@ -34,11 +45,9 @@ def require_admin(request: Request, settings: SettingsDep) -> None:
             "the admin API is disabled: set CHRONOS_ADMIN_TOKEN (or CHRONOS_ADMIN_TOKEN_FILE)"
             " to enable it"
         )
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("missing bearer token: send Authorization: Bearer <admin token>")
-    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    if not hmac.compare_digest(credentials.credentials.strip().encode(), expected.encode()):
         raise Unauthorized("invalid admin token")
 
 

@@ -11,6 +11,31 @@ from app.errors import PayloadTooLarge
 router = APIRouter(tags=["fire"])
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_FIRE_ANSWER = {
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FireAnswer"}}}
+}
+
+# The body is read raw (size-limited, verified, then parsed from the same bytes), so it is
+# declared here rather than through a model parameter.
+_FIRE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["job_id", "fire_at"],
+                "properties": {
+                    "job_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "fire_at": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "ISO 8601 with a UTC offset; compared as an instant",
+                    },
+                },
+            }
+        }
+    },
+}
 
 
 async def read_body_limited(request: Request, limit: int) -> bytes:
@@ -32,9 +57,16 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
     "/api/cron/fire",
     summary="Receive a fire from NAS",
     status_code=202,
+    openapi_extra={"requestBody": _FIRE_BODY, "security": [{"NasFireToken": []}]},
     responses={
-        200: {"description": "ignored, duplicate, missed or skipped: delivery ends"},
-        202: {"description": "accepted: admitted durably, next fire armed, the job runs"},
+        200: {
+            "description": "ignored, duplicate, missed or skipped: delivery ends",
+            **_FIRE_ANSWER,
+        },
+        202: {
+            "description": "accepted or buffered: admitted durably, next fire armed",
+            **_FIRE_ANSWER,
+        },
         400: {"description": "malformed body; the field is named in `detail`", **_ERROR},
         401: {"description": "missing, invalid, expired or wrong-purpose token", **_ERROR},
         413: {"description": "body over 64 KiB", **_ERROR},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from app.api.deps import ServicesDep
 from app.store import StoreUnavailable
@@ -16,10 +17,16 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class Readiness(BaseModel):
+    status: str = Field(description="ready | unavailable")
+    reason: str | None = Field(default=None, description="why the agent is not ready")
+
+
 @router.get(
     "/readyz",
     summary="The store answers and the startup reconcile finished",
-    responses={503: {"description": "not ready; `reason` says why"}},
+    response_model=Readiness,
+    responses={503: {"description": "not ready; `reason` says why", "model": Readiness}},
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
     try:

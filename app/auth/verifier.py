@@ -27,7 +27,7 @@ ALLOWED_ALGORITHMS = (
     "EdDSA",
 )
 FIRE_PURPOSE = "cron_fire"
-REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss")
+REQUIRED_CLAIMS = ("exp", "aud", "iss")  # and purpose; iat and nbf are checked when present
 
 
 class InvalidFireToken(Exception):
@@ -81,8 +81,8 @@ class FireTokenVerifier:
     ) -> dict[str, Any]:
         """Return the token's claims if it is a valid fire token, else raise `InvalidFireToken`.
 
-        `exp`, `nbf` and `iat` are checked with `leeway` seconds; `exp`, `iat`, `aud`, `iss`
-        and `purpose == "cron_fire"` are required. A `job_id` or `fire_at` claim binds the token
+        `exp`, `nbf` and `iat` are checked with `leeway` seconds; `exp`, `aud`, `iss` and
+        `purpose == "cron_fire"` are required. A `job_id` or `fire_at` claim binds the token
         to one fire: it must equal the argument (`fire_at` compared as an instant), and a
         bound token is refused when the argument is None. `fire_at` must be timezone-aware.
         With `check_binding=False` only the token itself is checked (the body being unusable,

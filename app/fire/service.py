@@ -104,9 +104,17 @@ class FireService:
             except DuplicateFire:
                 continue  # a concurrent delivery won the unique key: answer as a duplicate
             if isinstance(decision, FireAnswer):
-                if decision.body.get("reason") == "unknown_job":
+                reason = decision.body.get("reason")
+                if reason == "unknown_job":
                     # Best effort now; the queued cancel is retried by the outbox otherwise.
                     await self.pusher.push_job(job_id, budget=self.arm_budget)
+                elif reason == "stale" and not await self.pusher.push_job(
+                    job_id, budget=self.arm_budget
+                ):
+                    return self._unavailable(
+                        "stale fire; the job's current fire could not be armed at NAS:"
+                        " re-deliver to retry"
+                    )
                 return decision
             if isinstance(decision, FireRecord):
                 return await self._duplicate(decision)
@@ -130,6 +138,10 @@ class FireService:
             if job.state in ("paused", "completed"):
                 return self._ignored(job.state, job_id, fire_at)
             if job.next_run_at is None or job.next_run_at != fire_at:
+                if job.next_run_at is not None and await tx.get_nas_op(job_id) is None:
+                    # NAS delivered an arm we no longer want, so it now holds none for this
+                    # job: re-arm the right one (a no-op upsert at NAS if it is there).
+                    await tx.queue_nas_op(job_id, "provision", job.next_run_at, self.clock())
                 return self._ignored("stale", job_id, fire_at)
 
             now = self.clock()

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from datetime import timedelta
 
 from app.clock import Clock
 from app.nas.client import NasClient, NasError, RetryBudget
 from app.store import OutboxRecord, Store
 
 log = logging.getLogger(__name__)
+
+
+def _retry_delay(attempts: int) -> timedelta:
+    return timedelta(seconds=0 if attempts == 0 else min(2**attempts, 600))
 
 
 class OutboxPusher:
@@ -24,9 +30,23 @@ class OutboxPusher:
         self.nas = nas
         self.callback_url = callback_url
         self.clock = clock
+        # One push per job at a time in this process: a slow, older send must never land at
+        # NAS after a newer one (the fire path, admin edits and the maintenance loop overlap).
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, job_id: str) -> asyncio.Lock:
+        lock = self._locks.get(job_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[job_id] = lock
+        return lock
 
     async def push_job(self, job_id: str, *, budget: RetryBudget | None = None) -> bool:
         """Push the job's pending operation; True when nothing is left pending for it."""
+        async with self._lock(job_id):
+            return await self._push_job(job_id, budget)
+
+    async def _push_job(self, job_id: str, budget: RetryBudget | None) -> bool:
         for _ in range(3):  # a newer operation may replace the one in flight
             async with self.store.transaction() as tx:
                 op = await tx.get_nas_op(job_id)
@@ -40,10 +60,19 @@ class OutboxPusher:
         async with self.store.transaction() as tx:
             return await tx.get_nas_op(job_id) is None
 
-    async def push_all(self, *, concurrency: int, budget: RetryBudget | None = None) -> int:
-        """Push every pending operation, `concurrency` at a time; returns how many remain."""
+    async def push_all(
+        self, *, concurrency: int, budget: RetryBudget | None = None, backoff: bool = False
+    ) -> int:
+        """Push every pending operation, `concurrency` at a time; returns how many remain.
+
+        With `backoff`, an operation that failed n times waits 2^n seconds (at most 10 min)
+        after its last failure, so a permanently refused one does not hammer NAS.
+        """
         async with self.store.transaction() as tx:
             ops = await tx.list_nas_ops()
+        if backoff:
+            now = self.clock()
+            ops = [op for op in ops if now >= op.updated_at + _retry_delay(op.attempts)]
         if not ops:
             return 0
         gate = asyncio.Semaphore(concurrency)

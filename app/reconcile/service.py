@@ -94,8 +94,9 @@ class Reconciler:
             if armed is not None and armed.fire_at == job.next_run_at:
                 report.in_sync += 1
                 continue
-            if job.next_run_at <= now and observed is not None and armed is None:
-                # Passed with nothing armed: record it, maybe run once, arm the next (queued).
+            if job.next_run_at <= now and observed is not None:
+                # Passed, and NAS holds nothing for it (or another time): record it, maybe run
+                # once, arm the next (queued by the catch-up).
                 report.missed.append(job.id)
                 if await self._catch_up(job, now) is not None:
                     report.armed.append(job.id)
