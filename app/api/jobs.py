@@ -33,7 +33,10 @@ async def create_job(body: JobCreate, services: ServicesDep) -> JobOut:
 
 @router.get("/jobs", response_model=list[JobOut], summary="List jobs")
 async def list_jobs(services: ServicesDep) -> list[JobOut]:
-    return [JobOut.from_record(job) for job in await services.jobs.list()]
+    return [
+        JobOut.from_record(job, nas_pending=pending)
+        for job, pending in await services.jobs.list_jobs()
+    ]
 
 
 @router.get(

@@ -35,7 +35,8 @@ DEV_ADMIN_TOKEN_FILE = Path("data/dev/admin-token")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]chronos:[/] {message}", highlight=False)
+    # One line whatever the width: scripts and log collectors read it whole.
+    err.print(f"[bold red]chronos:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -254,21 +255,60 @@ def _target_summary(target: dict[str, Any]) -> str:
     return str(target.get("callable", kind))
 
 
+def _schedule_text(job: dict[str, Any]) -> str:
+    return job["schedule"] + (f" [{job['timezone']}]" if job["timezone"] != "UTC" else "")
+
+
 def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    table = Table(show_lines=False)
-    for column in ("id", "name", "schedule", "state", "next run (UTC)", "last", "target"):
-        table.add_column(column, no_wrap=column in ("id", "next run (UTC)"))
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("schedule", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("next run (UTC)", overflow="fold")
+    table.add_column("last", no_wrap=True)
+    table.add_column("target", overflow="fold")
     for job in jobs:
-        schedule = job["schedule"] + (f" [{job['timezone']}]" if job["timezone"] != "UTC" else "")
         table.add_row(
             job["id"],
             job["name"],
-            schedule,
+            _schedule_text(job),
             job["state"],
             _short_time(job.get("next_run_at")),
             job.get("last_status") or "-",
             _target_summary(job["target"]),
         )
+    return table
+
+
+def _job_card(job: dict[str, Any]) -> Table:
+    """One job as `field  value` rows: readable at any terminal width."""
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    rows = [
+        ("id", job["id"]),
+        ("name", job["name"]),
+        ("schedule", _schedule_text(job)),
+        ("state", job["state"]),
+        ("next run", _short_time(job.get("next_run_at"))),
+        ("last run", _short_time(job.get("last_run_at"))),
+        ("last status", job.get("last_status") or "-"),
+        ("target", _target_summary(job["target"])),
+        ("repeat", str(job["repeat"]) if job.get("repeat") else "unlimited"),
+        ("overlap", job.get("overlap", "-")),
+        ("catchup", job.get("catchup", "-")),
+        (
+            "misfire grace",
+            f"{job['misfire_grace_seconds']}s"
+            if job.get("misfire_grace_seconds") is not None
+            else "unlimited",
+        ),
+    ]
+    if job.get("nas_pending"):
+        rows.append(("NAS pending", job["nas_pending"]))
+    for field, value in rows:
+        table.add_row(field, value)
     return table
 
 
@@ -357,7 +397,7 @@ def jobs_add(
     if repeat is not None:
         body["repeat"] = repeat
     job = _call("POST", "/api/jobs", url, token, json=body)
-    _print(job, as_json, lambda j: _jobs_table([j]))
+    _print(job, as_json, _job_card)
 
 
 @jobs_app.command("list")
@@ -372,7 +412,7 @@ def jobs_show(
 ) -> None:
     """Show one job."""
     job = _call("GET", f"/api/jobs/{job_id}", url, token)
-    _print(job, as_json, lambda j: _jobs_table([j]))
+    _print(job, as_json, _job_card)
 
 
 @jobs_app.command("pause")
@@ -380,9 +420,7 @@ def jobs_pause(
     job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Pause a job (cancels its arm at NAS)."""
-    _print(
-        _call("POST", f"/api/jobs/{job_id}/pause", url, token), as_json, lambda j: _jobs_table([j])
-    )
+    _print(_call("POST", f"/api/jobs/{job_id}/pause", url, token), as_json, _job_card)
 
 
 @jobs_app.command("resume")
@@ -390,9 +428,7 @@ def jobs_resume(
     job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Resume a paused job from now."""
-    _print(
-        _call("POST", f"/api/jobs/{job_id}/resume", url, token), as_json, lambda j: _jobs_table([j])
-    )
+    _print(_call("POST", f"/api/jobs/{job_id}/resume", url, token), as_json, _job_card)
 
 
 @jobs_app.command("rm")

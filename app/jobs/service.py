@@ -5,6 +5,7 @@ queued for the outbox to retry, and the change itself still succeeds."""
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,9 @@ from app.store import FireRecord, JobRecord, Store, Tx, new_fire
 log = logging.getLogger(__name__)
 
 
+_ONE_SHOT_REPEAT = "repeat: a one-shot schedule runs once; use 'every …' or cron to repeat"
+
+
 def _parse(schedule: str, timezone: str) -> Schedule:
     try:
         return parse_schedule(schedule, timezone)
@@ -34,9 +38,7 @@ def _parse(schedule: str, timezone: str) -> Schedule:
 
 def _first_run(schedule: Schedule, repeat: int | None, now: datetime) -> datetime:
     if schedule.is_one_shot and repeat not in (None, 1):
-        raise InvalidRequest(
-            "repeat: a one-shot schedule runs once; use 'every …' or cron to repeat"
-        )
+        raise InvalidRequest(_ONE_SHOT_REPEAT)
     first = first_fire(schedule, now)
     if first is None or first <= now:
         raise InvalidRequest(f"schedule: {schedule.text!r} is in the past")
@@ -71,9 +73,12 @@ class JobService:
             op = await tx.get_nas_op(job_id)
         return job, op.op if op else None
 
-    async def list(self) -> list[JobRecord]:
+    async def list_jobs(self) -> list[tuple[JobRecord, str | None]]:
+        """Every job with its pending NAS operation, if any."""
         async with self.store.transaction() as tx:
-            return await tx.list_jobs()
+            jobs = await tx.list_jobs()
+            pending = {op.job_id: op.op for op in await tx.list_nas_ops()}
+        return [(job, pending.get(job.id)) for job in jobs]
 
     async def runs(self, job_id: str, *, limit: int) -> list[FireRecord]:
         async with self.store.transaction() as tx:
@@ -87,7 +92,7 @@ class JobService:
         schedule = _parse(data.schedule, data.timezone)
         repeat = data.repeat if data.repeat is not None else (1 if schedule.is_one_shot else None)
         first = _first_run(schedule, repeat, now)
-        job_id = uuid.uuid4().hex
+        job_id = secrets.token_hex(8)  # 64 random bits: short enough to type
         values: dict[str, Any] = {
             "id": job_id,
             "name": data.name or f"job-{job_id[:8]}",
@@ -149,6 +154,9 @@ class JobService:
                     op = ("provision", first)
             else:
                 repeat = values.get("repeat", job.repeat)
+                one_shot = parse_schedule(job.schedule, job.timezone).is_one_shot
+                if "repeat" in changes and repeat not in (None, 1) and one_shot:
+                    raise InvalidRequest(_ONE_SHOT_REPEAT)
                 if job.state != "completed" and repeat is not None and job.runs_started >= repeat:
                     values.update(state="completed", next_run_at=None, completed_at=now)
                     if job.state == "scheduled":
@@ -156,7 +164,6 @@ class JobService:
             updated = await tx.update_job(job_id, values)
             if op is not None:
                 await tx.queue_nas_op(job_id, op[0], op[1], now)
-        assert updated is not None
         if op is not None:
             await self._sync(job_id)
         return updated
@@ -180,7 +187,6 @@ class JobService:
                 return job
             job = await tx.update_job(job_id, {"state": "paused", "updated_at": now})
             await tx.queue_nas_op(job_id, "cancel", None, now)
-        assert job is not None
         await self._sync(job_id)
         return job
 
@@ -212,11 +218,9 @@ class JobService:
             job = await tx.update_job(
                 job_id, {"state": "scheduled", "next_run_at": nxt, "updated_at": now}
             )
-            assert job is not None
             if nxt <= now:
                 run = (await catch_up(tx, job, now, owner=self.node_id, lease=self.lease)).run
-                job = await tx.get_job(job_id)
-                assert job is not None
+                job = await self._require(tx, job_id)
             else:
                 await tx.queue_nas_op(job_id, "provision", nxt, now)
         if run is not None:

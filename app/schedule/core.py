@@ -18,6 +18,7 @@ from app.schedule.cron import NoNextFire, next_cron_fire
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DELAY_RE = re.compile(r"^in\s+(\d+)\s*([smhd])$", re.IGNORECASE)
 _EVERY_RE = re.compile(r"^every\s+(\d+)\s*([smhd])$", re.IGNORECASE)
+_MAX_SECONDS = 100 * 365 * 86400  # delays and intervals: a century at most
 _PROBE_FROM = datetime(2000, 1, 1, tzinfo=UTC)  # a cron that matches nothing fails from here
 
 
@@ -63,6 +64,15 @@ def load_zone(name: str) -> ZoneInfo:
         ) from exc
 
 
+def _duration(match: re.Match[str], what: str) -> timedelta:
+    amount = int(match.group(1)) * _UNITS[match.group(2).lower()]
+    if amount <= 0:
+        raise ScheduleError(f"{what} must be at least 1 second")
+    if amount > _MAX_SECONDS:
+        raise ScheduleError(f"{what} must be at most {_MAX_SECONDS // 86400} days")
+    return timedelta(seconds=amount)
+
+
 def parse_schedule(text: str, timezone: str = "UTC") -> Schedule:
     """Parse schedule text; raise `ScheduleError` naming what is wrong."""
     raw = (text or "").strip()
@@ -70,15 +80,9 @@ def parse_schedule(text: str, timezone: str = "UTC") -> Schedule:
         raise ScheduleError("schedule is empty")
     load_zone(timezone)
     if m := _DELAY_RE.match(raw):
-        amount = int(m.group(1)) * _UNITS[m.group(2).lower()]
-        if amount <= 0:
-            raise ScheduleError("a delay must be at least 1 second")
-        return Schedule("once", raw, timezone, delay=timedelta(seconds=amount))
+        return Schedule("once", raw, timezone, delay=_duration(m, "a delay"))
     if m := _EVERY_RE.match(raw):
-        amount = int(m.group(1)) * _UNITS[m.group(2).lower()]
-        if amount <= 0:
-            raise ScheduleError("an interval must be at least 1 second")
-        return Schedule("interval", raw, timezone, period=timedelta(seconds=amount))
+        return Schedule("interval", raw, timezone, period=_duration(m, "an interval"))
     fields = raw.split()
     if len(fields) == 5:
         expression = " ".join(fields)

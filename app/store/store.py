@@ -192,9 +192,13 @@ class Tx:
             stmt = stmt.where(jobs.c.state == state)
         return [JobRecord.from_row(r) for r in (await self.conn.execute(stmt)).all()]
 
-    async def update_job(self, job_id: str, values: dict[str, Any]) -> JobRecord | None:
+    async def update_job(self, job_id: str, values: dict[str, Any]) -> JobRecord:
+        """Update a job known to exist (callers hold it in this transaction)."""
         await self.conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
-        return await self.get_job(job_id)
+        job = await self.get_job(job_id)
+        if job is None:
+            raise LookupError(f"job {job_id} vanished inside its own transaction")
+        return job
 
     async def advance_job(
         self, job_id: str, *, expected_next_run_at: datetime, values: dict[str, Any]

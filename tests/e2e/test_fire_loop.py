@@ -89,7 +89,9 @@ class Deployment:
 
     def armed(self) -> dict[str, str]:
         with self.nas() as nas:
-            return {a["job_id"]: a["fire_at"] for a in nas.get("/api/agent-cron/list").json()["armed"]}
+            return {
+                a["job_id"]: a["fire_at"] for a in nas.get("/api/agent-cron/list").json()["armed"]
+            }
 
 
 @pytest.fixture
@@ -125,7 +127,10 @@ def test_every_fire_runs_once_and_is_followed_by_the_next_arm(deployment: Deploy
             json={
                 "name": "e2e",
                 "schedule": "every 2s",
-                "target": {"type": "command", "argv": [sys.executable, "-c", APPEND_LINE, str(out_file)]},
+                "target": {
+                    "type": "command",
+                    "argv": [sys.executable, "-c", APPEND_LINE, str(out_file)],
+                },
             },
         )
         assert created.status_code == 201, created.text
@@ -151,7 +156,9 @@ def test_every_fire_runs_once_and_is_followed_by_the_next_arm(deployment: Deploy
 
         # Each fire was followed by the next arm: NAS delivered every one of them.
         with deployment.nas() as nas:
-            deliveries = nas.get("/_emulator/deliveries", params={"job_id": job_id}).json()["deliveries"]
+            deliveries = nas.get("/_emulator/deliveries", params={"job_id": job_id}).json()[
+                "deliveries"
+            ]
         delivered = {d["fire_at"] for d in deliveries if d["status_code"] == 202}
         for fire_at in fired:
             assert datetime.fromisoformat(fire_at) in {datetime.fromisoformat(d) for d in delivered}
@@ -169,7 +176,10 @@ def test_restart_after_nas_lost_its_arms_rearms_the_job(deployment: Deployment) 
             json={
                 "name": "restart",
                 "schedule": "every 2s",
-                "target": {"type": "command", "argv": [sys.executable, "-c", APPEND_LINE, str(out_file)]},
+                "target": {
+                    "type": "command",
+                    "argv": [sys.executable, "-c", APPEND_LINE, str(out_file)],
+                },
             },
         ).json()
     job_id = job["id"]
@@ -192,8 +202,7 @@ def test_restart_after_nas_lost_its_arms_rearms_the_job(deployment: Deployment) 
 
         def a_run_after_restart() -> bool:
             return any(
-                r["status"] == "succeeded"
-                for r in admin.get(f"/api/jobs/{job_id}/runs").json()
+                r["status"] == "succeeded" for r in admin.get(f"/api/jobs/{job_id}/runs").json()
             )
 
         eventually(a_run_after_restart, timeout=20, what="a fire after the restart")

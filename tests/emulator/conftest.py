@@ -29,10 +29,6 @@ FAST_REDELIVERY: dict[str, Any] = {
 }
 
 
-
-
-
-
 def iso_in(seconds: float, tz: timezone = UTC) -> str:
     """An ISO 8601 instant `seconds` from now, in `tz`, with millisecond precision."""
     return (
@@ -49,8 +45,6 @@ def provision_body(job_id: str, fire_at: str, callback_url: str) -> dict[str, st
         "agent_callback_url": callback_url,
         "dedup_key": f"{job_id}:{fire_at}",
     }
-
-
 
 
 @dataclass

@@ -9,7 +9,6 @@ import pytest
 
 from app.emulator import EmulatorConfig
 from app.emulator.delivery import fire_token_claims, fire_url
-from app.headers import parse_retry_after
 from app.emulator.state import (
     ArmRegistry,
     ArmState,
@@ -18,6 +17,7 @@ from app.emulator.state import (
     ProvisionRequest,
     RetryPolicy,
 )
+from app.headers import parse_retry_after
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 

@@ -120,7 +120,9 @@ async def test_token_bound_to_this_fire_is_accepted(agent: Agent, tmp_path: Path
         (b'{"job_id": "abc", "fire_at": 1764158400}', "fire_at"),
     ],
 )
-async def test_malformed_body_is_400_naming_the_field(agent: Agent, body: bytes, field: str) -> None:
+async def test_malformed_body_is_400_naming_the_field(
+    agent: Agent, body: bytes, field: str
+) -> None:
     response = await agent.client.post(
         "/api/cron/fire",
         content=body,
@@ -216,13 +218,19 @@ async def test_fire_for_another_time_is_stale(agent: Agent, tmp_path: Path) -> N
 # -- 202 accepted / 200 duplicate ----------------------------------------------------------
 
 
-async def test_new_fire_is_accepted_runs_once_and_arms_the_next(agent: Agent, tmp_path: Path) -> None:
+async def test_new_fire_is_accepted_runs_once_and_arms_the_next(
+    agent: Agent, tmp_path: Path
+) -> None:
     job = await hourly_job(agent, tmp_path)
     assert (await agent.nas.armed())[job["id"]] == job["next_run_at"]
 
     response = await agent.fire(job["id"], job["next_run_at"])
     assert response.status_code == 202
-    assert response.json() == {"status": "accepted", "job_id": job["id"], "fire_at": job["next_run_at"]}
+    assert response.json() == {
+        "status": "accepted",
+        "job_id": job["id"],
+        "fire_at": job["next_run_at"],
+    }
     await agent.idle()
 
     assert lines(tmp_path / "runs.txt") == [job["next_run_at"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -156,9 +157,7 @@ async def test_overlap_allow_runs_concurrently(agent: Agent, tmp_path: Path) -> 
 async def test_overlap_buffer_one_runs_once_after_the_current_run(
     agent: Agent, tmp_path: Path
 ) -> None:
-    job = await agent.create_job(
-        schedule="every 1h", target=gated(tmp_path), overlap="buffer_one"
-    )
+    job = await agent.create_job(schedule="every 1h", target=gated(tmp_path), overlap="buffer_one")
     assert (await fire_next(agent, job["id"])).status_code == 202
     await wait_until(lambda: _async(len(lines(tmp_path)) == 1), what="first run started")
     buffered = await fire_next(agent, job["id"])
@@ -368,7 +367,7 @@ async def test_preview_lists_the_next_fires_from_next_run_at(agent: Agent, tmp_p
     preview = response.json()["preview"]
     assert len(preview) == 3 and preview[0] == job["next_run_at"]
     instants = [datetime.fromisoformat(p) for p in preview]
-    assert all(b > a for a, b in zip(instants, instants[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(instants))
     assert all(p.endswith("+00:00") for p in preview)
 
 

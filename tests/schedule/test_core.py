@@ -35,7 +35,10 @@ def test_naive_iso_one_shot_is_read_in_the_job_zone() -> None:
     assert first_fire(schedule, NOW) == datetime(2026, 7, 1, 7, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("every 30s", 30), ("every 5m", 300), ("every 2h", 7200), ("every 1d", 86400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("every 30s", 30), ("every 5m", 300), ("every 2h", 7200), ("every 1d", 86400)],
+)
 def test_interval_first_fire_is_one_period_after_creation(text: str, seconds: int) -> None:
     schedule = parse_schedule(text)
     assert schedule.kind == "interval"
@@ -48,7 +51,9 @@ def test_interval_keeps_its_phase_after_a_late_fire() -> None:
     # The fire due at +60 s was delivered 47 s late: the next slot is +120 s, not +107 s.
     late = anchor + timedelta(seconds=107)
     assert next_fire_after(schedule, anchor, late) == anchor + timedelta(seconds=120)
-    assert next_fire_after(schedule, anchor, anchor + timedelta(seconds=60)) == anchor + timedelta(seconds=90)
+    assert next_fire_after(schedule, anchor, anchor + timedelta(seconds=60)) == anchor + timedelta(
+        seconds=90
+    )
 
 
 def test_cron_in_utc() -> None:
@@ -85,7 +90,9 @@ def test_bad_schedules_say_what_is_wrong(text: str, zone: str, message: str) -> 
     period=st.integers(min_value=1, max_value=86400 * 3),
     offset=st.integers(min_value=0, max_value=86400 * 30),
 )
-def test_interval_next_is_strictly_after_in_phase_and_within_one_period(period: int, offset: int) -> None:
+def test_interval_next_is_strictly_after_in_phase_and_within_one_period(
+    period: int, offset: int
+) -> None:
     schedule = parse_schedule(f"every {period}s")
     anchor = datetime(2026, 3, 1, tzinfo=UTC)
     after = anchor + timedelta(seconds=offset)
@@ -97,7 +104,11 @@ def test_interval_next_is_strictly_after_in_phase_and_within_one_period(period: 
     assert nxt.microsecond == 0
 
 
-@given(after=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)))
+@given(
+    after=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
+    )
+)
 def test_cron_next_is_strictly_after_and_whole_second(after: datetime) -> None:
     schedule = parse_schedule("*/7 3-5 * * *", "America/New_York")
     nxt = next_fire_after(schedule, after, after)

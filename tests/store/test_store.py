@@ -100,7 +100,9 @@ async def test_advance_job_is_a_conditional_claim(store: Store) -> None:
     async with store.transaction() as tx:
         first = await tx.advance_job("job1", expected_next_run_at=T0, values={"next_run_at": later})
     async with store.transaction() as tx:
-        second = await tx.advance_job("job1", expected_next_run_at=T0, values={"next_run_at": later})
+        second = await tx.advance_job(
+            "job1", expected_next_run_at=T0, values={"next_run_at": later}
+        )
     assert (first, second) == (True, False)
 
 

@@ -61,7 +61,9 @@ class RunningNas:
         async with self.client() as client:
             (await client.delete("/_emulator/arms")).raise_for_status()
 
-    def mint(self, job_id: str | None = None, fire_at: datetime | str | None = None, **overrides: Any) -> str:
+    def mint(
+        self, job_id: str | None = None, fire_at: datetime | str | None = None, **overrides: Any
+    ) -> str:
         """A fire token as NAS mints it; `overrides` replace or (with None) drop claims."""
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -126,7 +128,9 @@ class FaultyNasTransport(httpx.AsyncBaseTransport):
             if self.faults.mode == "down":
                 raise httpx.ConnectError("NAS unreachable (injected)", request=request)
             if self.faults.mode == "503":
-                return httpx.Response(503, json={"error": "unavailable"}, headers={"Retry-After": "0"})
+                return httpx.Response(
+                    503, json={"error": "unavailable"}, headers={"Retry-After": "0"}
+                )
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -211,8 +215,10 @@ async def run_agent(
     faults = NasFaults()
     settings = agent_settings(database_url, nas, **overrides)
     app = create_app(settings, clock=clock, transport_factory=lambda: FaultyNasTransport(faults))
-    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
-        async with httpx.AsyncClient(
+    async with (
+        LifespanManager(app, startup_timeout=30, shutdown_timeout=30),
+        httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://agent.test", timeout=30
-        ) as client:
-            yield Agent(app=app, client=client, nas=nas, faults=faults, settings=settings)
+        ) as client,
+    ):
+        yield Agent(app=app, client=client, nas=nas, faults=faults, settings=settings)

@@ -25,18 +25,26 @@ def base_env(**extra: str) -> dict[str, str]:
 
 @contextmanager
 def chronos_process(
-    args: list[str], *, env: dict[str, str], cwd: Path, log: Path, ready_url: str, timeout: float = 30
+    args: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    log: Path,
+    ready_url: str,
+    timeout: float = 30,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `chronos <args>` until the block ends; wait until `ready_url` answers 200."""
     with log.open("ab") as log_file:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [CHRONOS, *args], env=env, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT
         )
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"chronos {args[0]} exited with {proc.returncode}:\n{log.read_text()}")
+                raise RuntimeError(
+                    f"chronos {args[0]} exited with {proc.returncode}:\n{log.read_text()}"
+                )
             try:
                 if httpx.get(ready_url, timeout=1).status_code == 200:
                     break

@@ -1,0 +1,271 @@
+"""`chronos jobs …` against a real `chronos dev` (agent + NAS emulator) on loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+CHRONOS = Path(sys.executable).parent / "chronos"
+
+
+@dataclass
+class DevAgent:
+    url: str
+    nas_url: str
+    admin_token: str
+    cwd: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.cwd),
+            "LANG": "C.UTF-8",
+            "COLUMNS": "250",
+            "CHRONOS_API_URL": self.url,
+            "CHRONOS_ADMIN_TOKEN": self.admin_token,
+            **extra,
+        }
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(CHRONOS), *args],
+            cwd=self.cwd,  # no .env and no data/dev/admin-token fallback here
+            env=env if env is not None else self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def ok(self, *args: str) -> str:
+        result = self.run(*args)
+        assert result.returncode == 0, f"{args}: {result.stderr}"
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        """`chronos jobs <command> --json …`: the option goes before any `--`."""
+        return json.loads(self.ok(*args[:2], "--json", *args[2:]))
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevAgent]:
+    cwd = tmp_path_factory.mktemp("cli")
+    data = cwd / "dev"
+    port, nas_port = free_port(), free_port()
+    log = (cwd / "dev.log").open("wb")
+    process = subprocess.Popen(
+        [
+            str(CHRONOS),
+            "dev",
+            "--port",
+            str(port),
+            "--nas-port",
+            str(nas_port),
+            "--data",
+            str(data),
+        ],
+        cwd=cwd,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), "LANG": "C.UTF-8"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"chronos dev exited: {(cwd / 'dev.log').read_text()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"chronos dev not ready: {(cwd / 'dev.log').read_text()}")
+            time.sleep(0.1)
+        token = (data / "admin-token").read_text().strip()
+        yield DevAgent(url=url, nas_url=f"http://127.0.0.1:{nas_port}", admin_token=token, cwd=cwd)
+    finally:
+        stop(process)
+        log.close()
+
+
+def nas_armed(dev: DevAgent) -> dict[str, str]:
+    nas_token = (dev.cwd / "dev" / "nas-token").read_text().strip()
+    response = httpx.get(
+        f"{dev.nas_url}/api/agent-cron/list", headers={"Authorization": f"Bearer {nas_token}"}
+    )
+    response.raise_for_status()
+    return {a["job_id"]: a["fire_at"] for a in response.json()["armed"]}
+
+
+def add(dev: DevAgent, name: str, *args: str) -> dict[str, Any]:
+    job: dict[str, Any] = dev.json("jobs", "add", "every 1h", "--name", name, *args, "--", "true")
+    return job
+
+
+def test_add_prints_a_table_and_arms_the_job(dev: DevAgent) -> None:
+    out = dev.ok("jobs", "add", "every 1h", "--name", "cli-table-job", "--", "true")
+    assert "cli-table-job" in out
+    assert "every 1h" in out
+    assert "scheduled" in out
+    [job] = [j for j in dev.json("jobs", "list") if j["name"] == "cli-table-job"]
+    assert job["target"]["argv"] == ["true"]
+    assert job["id"] in out
+    assert nas_armed(dev)[job["id"]] == job["next_run_at"]
+
+
+def test_list_json(dev: DevAgent) -> None:
+    job = add(dev, "cli-list-job")
+    listed = dev.json("jobs", "list")
+    assert isinstance(listed, list)
+    assert job["id"] in {j["id"] for j in listed}
+    assert "cli-list-job" in dev.ok("jobs", "list")
+
+
+def test_show_pause_resume(dev: DevAgent) -> None:
+    job = add(dev, "cli-pause-job")
+    shown = dev.ok("jobs", "show", job["id"])
+    assert job["id"] in shown and "cli-pause-job" in shown
+
+    paused = dev.json("jobs", "pause", job["id"])
+    assert paused["state"] == "paused"
+    assert job["id"] not in nas_armed(dev)
+    assert "paused" in dev.ok("jobs", "show", job["id"])
+
+    resumed = dev.json("jobs", "resume", job["id"])
+    assert resumed["state"] == "scheduled"
+    assert nas_armed(dev)[job["id"]] == resumed["next_run_at"]
+
+
+def test_trigger_and_runs(dev: DevAgent, tmp_path: Path) -> None:
+    marker = tmp_path / "ran.txt"
+    code = f"open({str(marker)!r}, 'a').write('ran\\n')"
+    job: dict[str, Any] = dev.json(
+        "jobs", "add", "every 1h", "--name", "cli-trigger-job", "--", sys.executable, "-c", code
+    )
+    assert job["target"]["argv"] == [sys.executable, "-c", code]
+
+    out = dev.ok("jobs", "trigger", job["id"])
+    assert "manual" in out
+    deadline = time.monotonic() + 20
+    while True:
+        runs = dev.json("jobs", "runs", job["id"])
+        if runs and runs[0]["status"] != "running":
+            break
+        assert time.monotonic() < deadline, runs
+        time.sleep(0.2)
+    [run] = runs
+    assert run["kind"] == "manual" and run["status"] == "succeeded"
+    assert marker.read_text() == "ran\n"
+    table = dev.ok("jobs", "runs", job["id"])
+    assert "manual" in table and "succeeded" in table
+    assert dev.json("jobs", "show", job["id"])["next_run_at"] == job["next_run_at"]
+
+
+def test_rm(dev: DevAgent) -> None:
+    job = add(dev, "cli-rm-job")
+    assert job["id"] in nas_armed(dev)
+    out = dev.ok("jobs", "rm", job["id"])
+    assert f"deleted {job['id']}" in out
+    assert job["id"] not in nas_armed(dev)
+    gone = dev.run("jobs", "show", job["id"])
+    assert gone.returncode != 0
+    assert "404" in gone.stderr
+
+
+def test_other_targets(dev: DevAgent) -> None:
+    http_job: dict[str, Any] = dev.json(
+        "jobs", "add", "in 2h", "--name", "cli-http-job", "--http", "https://example.com/hook"
+    )
+    assert http_job["target"]["type"] == "http"
+    assert http_job["target"]["url"] == "https://example.com/hook"
+    assert http_job["repeat"] == 1
+    target = json.dumps({"type": "command", "argv": ["true"], "timeout_seconds": 5})
+    json_job: dict[str, Any] = dev.json(
+        "jobs", "add", "every 2h", "--name", "cli-json-job", "--target", target, "--repeat", "3"
+    )
+    assert json_job["target"]["timeout_seconds"] == 5
+    assert json_job["repeat"] == 3
+
+
+def test_reconcile(dev: DevAgent) -> None:
+    add(dev, "cli-reconcile-job")
+    report = json.loads(dev.ok("reconcile"))
+    assert report["ok"] is True
+    assert report["list_error"] is None
+
+
+def test_a_bad_schedule_fails_with_the_servers_detail(dev: DevAgent) -> None:
+    before = dev.json("jobs", "list")
+    result = dev.run("jobs", "add", "every whenever", "--name", "cli-bad", "--", "true")
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert "400" in message
+    assert "schedule: cannot parse schedule" in message
+    assert result.stdout == ""
+    assert dev.json("jobs", "list") == before
+
+
+def test_no_target_is_refused_before_calling_the_agent(dev: DevAgent) -> None:
+    result = dev.run("jobs", "add", "every 1h", env=dev.env(CHRONOS_API_URL="http://127.0.0.1:9"))
+    assert result.returncode != 0
+    assert "target" in result.stderr
+
+
+def test_a_wrong_admin_token_fails(dev: DevAgent) -> None:
+    result = dev.run(
+        "jobs", "list", env=dev.env(CHRONOS_ADMIN_TOKEN="wrong-token-0123456789abcdef")
+    )
+    assert result.returncode != 0
+    assert "401" in result.stderr
+
+
+def test_no_admin_token_is_named(dev: DevAgent) -> None:
+    env = dev.env()
+    del env["CHRONOS_ADMIN_TOKEN"]
+    result = dev.run("jobs", "list", env=env)
+    assert result.returncode != 0
+    assert "CHRONOS_ADMIN_TOKEN" in result.stderr
+
+
+def test_an_unreachable_agent_is_reported(dev: DevAgent) -> None:
+    result = dev.run("jobs", "list", env=dev.env(CHRONOS_API_URL="http://127.0.0.1:9"))
+    assert result.returncode != 0
+    assert "cannot reach the agent" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+
+
+def test_the_jobs_table_is_readable_at_80_columns(dev: DevAgent) -> None:
+    job = add(dev, "nightly-backup")
+    result = dev.run("jobs", "show", job["id"], env=dev.env(COLUMNS="80"))
+    assert result.returncode == 0
+    assert "nightly-backup" in result.stdout
+    assert "every 1h" in result.stdout
+    assert "scheduled" in result.stdout

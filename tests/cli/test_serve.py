@@ -1,0 +1,121 @@
+"""`chronos serve` as a real process: it refuses to start, in one line naming the setting,
+when fires could not be verified or armed, and touches nothing (no database) before that."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CHRONOS = Path(sys.executable).parent / "chronos"
+
+COMPLETE = {
+    "CHRONOS_PORTAL_URL": "https://nas.example",
+    "CHRONOS_CALLBACK_URL": "https://agent.example",
+    "CHRONOS_EXPECTED_AUDIENCE": "agent:abc",
+    "CHRONOS_NAS_JWKS_URL": "https://nas.example/.well-known/jwks.json",
+    "CHRONOS_NAS_TOKEN": "nas-token",
+}
+
+
+def serve(tmp_path: Path, **env: str | None) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run `chronos serve` in `tmp_path` (no `.env` there) with a clean environment."""
+    values = {**COMPLETE, **env}
+    clean = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "CHRONOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/db/chronos.db",
+        **{k: v for k, v in values.items() if v is not None},
+    }
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(CHRONOS), "serve", "--port", "1"],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result, time.monotonic() - started
+
+
+def lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def assert_refused_before_touching_anything(
+    result: subprocess.CompletedProcess[str], elapsed: float, tmp_path: Path
+) -> str:
+    assert result.returncode != 0
+    assert elapsed < 20
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "db").exists()  # no database created, no migration run
+    assert not (tmp_path / "data").exists()
+    return " ".join(line.strip() for line in lines(result.stderr))
+
+
+def test_missing_audience_is_refused_in_one_line(tmp_path: Path) -> None:
+    result, elapsed = serve(tmp_path, CHRONOS_EXPECTED_AUDIENCE=None)
+    message = assert_refused_before_touching_anything(result, elapsed, tmp_path)
+    [line] = lines(result.stderr)
+    assert "CHRONOS_EXPECTED_AUDIENCE" in line
+    assert "CHRONOS_PORTAL_URL" not in message  # only what is wrong
+
+
+def test_every_missing_setting_is_named(tmp_path: Path) -> None:
+    names = [
+        "CHRONOS_PORTAL_URL",
+        "CHRONOS_CALLBACK_URL",
+        "CHRONOS_NAS_JWKS_URL",
+        "CHRONOS_NAS_TOKEN",
+    ]
+    result, elapsed = serve(tmp_path, **dict.fromkeys(names))
+    message = assert_refused_before_touching_anything(result, elapsed, tmp_path)
+    for name in names:
+        assert name in message
+
+
+def test_http_portal_outside_dev_is_refused(tmp_path: Path) -> None:
+    result, elapsed = serve(tmp_path, CHRONOS_PORTAL_URL="http://127.0.0.1:9000")
+    message = assert_refused_before_touching_anything(result, elapsed, tmp_path)
+    assert "CHRONOS_PORTAL_URL" in message
+    assert "https" in message
+
+
+def test_http_on_another_host_is_refused_in_dev(tmp_path: Path) -> None:
+    result, elapsed = serve(
+        tmp_path, CHRONOS_ENV="dev", CHRONOS_CALLBACK_URL="http://agent.example"
+    )
+    message = assert_refused_before_touching_anything(result, elapsed, tmp_path)
+    assert "CHRONOS_CALLBACK_URL" in message
+
+
+def test_a_weak_admin_token_is_refused(tmp_path: Path) -> None:
+    result, elapsed = serve(tmp_path, CHRONOS_ADMIN_TOKEN="changeme")
+    message = assert_refused_before_touching_anything(result, elapsed, tmp_path)
+    assert "CHRONOS_ADMIN_TOKEN" in message
+    assert "changeme" not in message
+
+
+def test_a_malformed_setting_is_named(tmp_path: Path) -> None:
+    result, elapsed = serve(tmp_path, CHRONOS_PORT="eighty")
+    message = assert_refused_before_touching_anything(result, elapsed, tmp_path)
+    assert "CHRONOS_PORT" in message
+
+
+def test_an_unreadable_token_file_is_named(tmp_path: Path) -> None:
+    result, elapsed = serve(
+        tmp_path, CHRONOS_NAS_TOKEN=None, CHRONOS_NAS_TOKEN_FILE=str(tmp_path / "nope")
+    )
+    message = assert_refused_before_touching_anything(result, elapsed, tmp_path)
+    assert "CHRONOS_NAS_TOKEN_FILE" in message
+
+
+def test_a_long_refusal_is_still_one_line(tmp_path: Path) -> None:
+    result, _ = serve(tmp_path, CHRONOS_PORTAL_URL="http://nas.example")
+    [line] = lines(result.stderr)
+    assert "CHRONOS_PORTAL_URL" in line and "https" in line

@@ -1,0 +1,232 @@
+"""Settings: `CHRONOS_*` variables, `.env`, `*_FILE` secrets, and the start-up checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import ConfigError, Settings
+
+COMPLETE: dict[str, Any] = {
+    "portal_url": "https://nas.example",
+    "callback_url": "https://agent.example",
+    "expected_audience": "agent:abc",
+    "nas_jwks_url": "https://nas.example/.well-known/jwks.json",
+    "nas_token": "nas-token",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No `CHRONOS_*` from the machine running the tests, and no `.env` in the cwd."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("CHRONOS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_complete_settings_have_no_problems() -> None:
+    s = settings(**COMPLETE)
+    assert s.fire_config_problems() == []
+    s.require_fire_config()
+    assert s.env == "prod"
+    assert s.issuer == "https://nas.example"
+
+
+def test_defaults() -> None:
+    s = settings()
+    assert s.env == "prod"
+    assert s.database_url.startswith("sqlite+aiosqlite:///")
+    assert "data/" in s.database_url
+    assert s.port == 8080
+    assert s.admin_token is None
+
+
+def test_every_missing_setting_is_named() -> None:
+    problems = settings().fire_config_problems()
+    text = "\n".join(problems)
+    for name in (
+        "CHRONOS_PORTAL_URL",
+        "CHRONOS_CALLBACK_URL",
+        "CHRONOS_EXPECTED_AUDIENCE",
+        "CHRONOS_NAS_JWKS_URL",
+        "CHRONOS_NAS_TOKEN",
+    ):
+        assert name in text
+    assert len(problems) == 5
+
+
+@pytest.mark.parametrize(
+    ("missing", "env_name"),
+    [
+        ("portal_url", "CHRONOS_PORTAL_URL"),
+        ("callback_url", "CHRONOS_CALLBACK_URL"),
+        ("expected_audience", "CHRONOS_EXPECTED_AUDIENCE"),
+        ("nas_jwks_url", "CHRONOS_NAS_JWKS_URL"),
+        ("nas_token", "CHRONOS_NAS_TOKEN"),
+    ],
+)
+def test_one_missing_setting_is_one_problem_naming_it(missing: str, env_name: str) -> None:
+    s = settings(**{**COMPLETE, missing: None})
+    [problem] = s.fire_config_problems()
+    assert problem.startswith(env_name)
+    with pytest.raises(ConfigError, match=env_name):
+        s.require_fire_config()
+
+
+def test_an_empty_setting_counts_as_missing() -> None:
+    [problem] = settings(**{**COMPLETE, "expected_audience": ""}).fire_config_problems()
+    assert "CHRONOS_EXPECTED_AUDIENCE" in problem
+
+
+@pytest.mark.parametrize(
+    ("field", "env_name"),
+    [
+        ("portal_url", "CHRONOS_PORTAL_URL"),
+        ("callback_url", "CHRONOS_CALLBACK_URL"),
+        ("nas_jwks_url", "CHRONOS_NAS_JWKS_URL"),
+    ],
+)
+def test_http_urls_are_refused_outside_dev(field: str, env_name: str) -> None:
+    for url in ("http://127.0.0.1:9000", "http://nas.example"):
+        [problem] = settings(**{**COMPLETE, field: url}).fire_config_problems()
+        assert problem.startswith(env_name)
+        assert "https" in problem
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_http_on_loopback_is_allowed_in_dev(host: str) -> None:
+    s = settings(
+        **{
+            **COMPLETE,
+            "env": "dev",
+            "portal_url": f"http://{host}:9000",
+            "callback_url": f"http://{host}:8080",
+            "nas_jwks_url": f"http://{host}:9000/.well-known/jwks.json",
+        }
+    )
+    assert s.fire_config_problems() == []
+
+
+def test_http_on_another_host_is_refused_even_in_dev() -> None:
+    s = settings(**{**COMPLETE, "env": "dev", "callback_url": "http://agent.example"})
+    [problem] = s.fire_config_problems()
+    assert problem.startswith("CHRONOS_CALLBACK_URL")
+    assert "https" in problem and "loopback" in problem
+
+
+@pytest.mark.parametrize("url", ["nas.example", "ftp://nas.example", "https://"])
+def test_a_url_that_is_not_absolute_http_is_refused(url: str) -> None:
+    [problem] = settings(**{**COMPLETE, "portal_url": url}).fire_config_problems()
+    assert problem.startswith("CHRONOS_PORTAL_URL")
+
+
+def test_env_must_be_prod_or_dev() -> None:
+    with pytest.raises(ValidationError):
+        settings(env="staging")
+
+
+def test_several_problems_are_all_reported() -> None:
+    s = settings(**{**COMPLETE, "expected_audience": None, "portal_url": "http://nas.example"})
+    with pytest.raises(ConfigError) as caught:
+        s.require_fire_config()
+    assert "CHRONOS_EXPECTED_AUDIENCE" in str(caught.value)
+    assert "CHRONOS_PORTAL_URL" in str(caught.value)
+
+
+# -- environment, .env and *_FILE --------------------------------------------------------
+
+
+def test_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHRONOS_PORT", "9999")
+    monkeypatch.setenv("CHRONOS_ENV", "dev")
+    monkeypatch.setenv("CHRONOS_EXPECTED_AUDIENCE", "agent:from-env")
+    monkeypatch.setenv("PORT", "1234")  # unprefixed: not ours
+    s = settings()
+    assert s.port == 9999
+    assert s.env == "dev"
+    assert s.expected_audience == "agent:from-env"
+
+
+def test_a_bad_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHRONOS_PORT", "not-a-port")
+    with pytest.raises(ValidationError):
+        settings()
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("CHRONOS_PORT=7777\nCHRONOS_EXPECTED_AUDIENCE=agent:dotenv\n")
+    s = Settings(_env_file=str(dotenv))  # type: ignore[call-arg]
+    assert s.port == 7777
+    assert s.expected_audience == "agent:dotenv"
+    assert Settings().port == 7777  # `.env` in the working directory by default
+
+
+def test_environment_wins_over_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("CHRONOS_PORT=7777\n")
+    monkeypatch.setenv("CHRONOS_PORT", "6666")
+    assert Settings().port == 6666
+
+
+def test_nas_token_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token_file = tmp_path / "nas-token"
+    token_file.write_text("  token-from-a-file\n")
+    monkeypatch.setenv("CHRONOS_NAS_TOKEN_FILE", str(token_file))
+    s = settings(**{**COMPLETE, "nas_token": None})
+    assert s.nas_token_value() == "token-from-a-file"
+    assert s.fire_config_problems() == []
+    assert "token-from-a-file" not in repr(s)  # a SecretStr
+
+
+def test_admin_token_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token_file = tmp_path / "admin-token"
+    token_file.write_text("admin-token-from-a-file-0123456789\n")
+    monkeypatch.setenv("CHRONOS_ADMIN_TOKEN_FILE", str(token_file))
+    assert settings().admin_token_value() == "admin-token-from-a-file-0123456789"
+
+
+def test_the_token_itself_wins_over_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "nas-token"
+    token_file.write_text("from-file")
+    monkeypatch.setenv("CHRONOS_NAS_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("CHRONOS_NAS_TOKEN", "from-env")
+    assert settings().nas_token_value() == "from-env"
+
+
+def test_an_unreadable_token_file_names_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHRONOS_NAS_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValidationError) as caught:
+        settings()
+    assert "CHRONOS_NAS_TOKEN_FILE" in str(caught.value)
+
+
+# -- admin token strength ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weak", ["short", "changeme", "admin", "secret", "x" * 15])
+def test_a_weak_admin_token_is_refused(weak: str) -> None:
+    [problem] = settings(**COMPLETE, admin_token=weak).fire_config_problems()
+    assert problem.startswith("CHRONOS_ADMIN_TOKEN")
+    assert repr(weak) not in problem and f" {weak} " not in problem  # never echo the secret
+
+
+def test_a_strong_admin_token_or_none_is_fine() -> None:
+    assert (
+        settings(**COMPLETE, admin_token="a-strong-random-admin-token-123").fire_config_problems()
+        == []
+    )
+    assert settings(**COMPLETE).fire_config_problems() == []
