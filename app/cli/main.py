@@ -376,6 +376,15 @@ def jobs_add(
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="target timeout in seconds")] = None,
     repeat: Annotated[int | None, typer.Option(help="number of runs (default: unlimited)")] = None,
+    overlap: Annotated[
+        str | None, typer.Option(help="while a run is going: skip (default), allow, buffer_one")
+    ] = None,
+    catchup: Annotated[
+        str | None, typer.Option(help="fires that passed unarmed: run_once (default) or skip")
+    ] = None,
+    misfire_grace: Annotated[
+        int | None, typer.Option(help="seconds a fire may be late and still run")
+    ] = None,
     target_json: Annotated[
         str | None, typer.Option("--target", help="the target as JSON (overrides the others)")
     ] = None,
@@ -396,6 +405,12 @@ def jobs_add(
         body["name"] = name
     if repeat is not None:
         body["repeat"] = repeat
+    if overlap is not None:
+        body["overlap"] = overlap
+    if catchup is not None:
+        body["catchup"] = catchup
+    if misfire_grace is not None:
+        body["misfire_grace_seconds"] = misfire_grace
     job = _call("POST", "/api/jobs", url, token, json=body)
     _print(job, as_json, _job_card)
 
