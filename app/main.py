@@ -135,6 +135,9 @@ async def startup_reconcile(services: Services) -> None:
             report = await services.reconciler.reconcile()
         except StoreUnavailable as exc:
             services.startup.last_error = f"store unavailable ({exc})"
+        except Exception as exc:  # never give up: /readyz would stay 503 for good
+            log.exception("startup reconcile failed")
+            services.startup.last_error = f"reconcile failed ({exc.__class__.__name__})"
         else:
             # Finished once NAS answered `list`: operations NAS refused or could not take yet
             # stay in the outbox, retried by the maintenance loop; they do not block readiness.
@@ -152,21 +155,30 @@ async def startup_reconcile(services: Services) -> None:
 
 async def maintenance_loop(services: Services, interval: float) -> None:
     """Retry queued NAS operations and resume runs whose lease expired."""
+    retention = timedelta(seconds=services.settings.completed_retention_seconds)
+    steps = (
+        # Runs first: resuming a dead replica's run must not wait behind a slow NAS.
+        ("resume expired runs", services.executor.recover_expired),
+        ("start stranded buffered runs", services.executor.start_stranded_buffered),
+        (
+            "push the outbox",
+            lambda: services.pusher.push_all(
+                concurrency=services.settings.reconcile_concurrency, backoff=True
+            ),
+        ),
+        ("purge completed jobs", lambda: services.jobs.purge_completed(retention)),
+    )
     while True:
         await asyncio.sleep(interval)
-        try:
-            await services.pusher.push_all(
-                concurrency=services.settings.reconcile_concurrency, backoff=True
-            )
-            await services.executor.recover_expired()
-            await services.executor.start_stranded_buffered()
-            await services.jobs.purge_completed(
-                timedelta(seconds=services.settings.completed_retention_seconds)
-            )
-        except StoreUnavailable as exc:
-            log.warning("maintenance skipped: store unavailable", extra={"error": str(exc)})
-        except Exception:  # keep the loop alive whatever one round hit
-            log.exception("maintenance round failed")
+        for name, step in steps:
+            try:
+                await step()
+            except StoreUnavailable as exc:
+                log.warning(
+                    "maintenance: store unavailable", extra={"step": name, "error": str(exc)}
+                )
+            except Exception:  # keep the loop alive whatever one step hit
+                log.exception("maintenance step failed", extra={"step": name})
 
 
 def create_app(

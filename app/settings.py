@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/chronos.db"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
-PLACEHOLDER_SECRETS = {"changeme", "changethis", "secret", "password", "token", "admin"}
+PLACEHOLDER_SECRETS = {"changeme", "changethis", "change-me", "change-this"}
 
 
 class ConfigError(Exception):
@@ -137,12 +137,19 @@ class Settings(BaseSettings):
                 if problem:
                     problems.append(problem)
         admin = self.admin_token_value()
-        if admin is not None and (len(admin) < 16 or admin.lower() in PLACEHOLDER_SECRETS):
+        if admin is not None and admin.lower() in PLACEHOLDER_SECRETS:
             problems.append(
-                "CHRONOS_ADMIN_TOKEN is too weak: use at least 16 random characters "
-                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                "CHRONOS_ADMIN_TOKEN is a placeholder: set a random secret (for example: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         return problems
+
+    def weak_secret_warnings(self) -> list[str]:
+        """Secrets that work but should be stronger; logged at start, never fatal."""
+        admin = self.admin_token_value()
+        if admin is not None and len(admin) < 16:
+            return ["CHRONOS_ADMIN_TOKEN is shorter than 16 characters: use a longer random one"]
+        return []
 
     def require_fire_config(self) -> None:
         problems = self.fire_config_problems()

@@ -217,11 +217,19 @@ def test_an_unreadable_token_file_names_the_setting(
 # -- admin token strength ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("weak", ["short", "changeme", "admin", "secret", "x" * 15])
-def test_a_weak_admin_token_is_refused(weak: str) -> None:
-    [problem] = settings(**COMPLETE, admin_token=weak).fire_config_problems()
+@pytest.mark.parametrize("placeholder", ["changeme", "CHANGETHIS"])
+def test_a_placeholder_admin_token_is_refused(placeholder: str) -> None:
+    [problem] = settings(**COMPLETE, admin_token=placeholder).fire_config_problems()
     assert problem.startswith("CHRONOS_ADMIN_TOKEN")
-    assert repr(weak) not in problem and f" {weak} " not in problem  # never echo the secret
+    assert placeholder not in problem  # never echo the secret
+
+
+@pytest.mark.parametrize("short", ["tiny-tok", "x" * 15])
+def test_a_short_admin_token_is_a_warning_not_a_refusal(short: str) -> None:
+    configured = settings(**COMPLETE, admin_token=short)
+    assert configured.fire_config_problems() == []
+    [warning] = configured.weak_secret_warnings()
+    assert warning.startswith("CHRONOS_ADMIN_TOKEN") and short not in warning
 
 
 def test_a_strong_admin_token_or_none_is_fine() -> None:

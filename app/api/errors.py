@@ -57,6 +57,14 @@ def install_error_handlers(app: FastAPI, *, retry_after_seconds: int) -> None:
             headers={"Retry-After": str(retry_after_seconds)},
         )
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error", exc_info=exc)
+        return JSONResponse(
+            error_body("internal", "unexpected error; the service log has the details"),
+            status_code=500,
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")

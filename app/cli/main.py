@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -70,6 +71,8 @@ def serve(
     except ConfigError as exc:
         raise fail(f"configuration error: {exc}") from None
     configure_logging(settings.log_level)
+    for warning in settings.weak_secret_warnings():
+        logging.getLogger("app.settings").warning(warning)
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,
@@ -375,7 +378,9 @@ def jobs_add(
         str | None, typer.Option("--python", help="package.module:function target")
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="target timeout in seconds")] = None,
-    repeat: Annotated[int | None, typer.Option(help="number of runs (default: unlimited)")] = None,
+    repeat: Annotated[
+        int | None, typer.Option(help="number of runs (default: 1 for one-shots, else unlimited)")
+    ] = None,
     overlap: Annotated[
         str | None, typer.Option(help="while a run is going: skip (default), allow, buffer_one")
     ] = None,

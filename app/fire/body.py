@@ -12,7 +12,7 @@ def parse_fire_body(raw: bytes) -> tuple[str, datetime]:
     """Return `(job_id, fire_at)` with `fire_at` in UTC; `InvalidRequest` naming the field."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidRequest("body: not valid JSON") from exc
     if not isinstance(data, dict):
         raise InvalidRequest("body: must be a JSON object with job_id and fire_at")
@@ -32,4 +32,7 @@ def parse_fire_body(raw: bytes) -> tuple[str, datetime]:
         raise InvalidRequest(f"fire_at: not an ISO 8601 timestamp: {fire_at_text[:64]!r}") from exc
     if fire_at.utcoffset() is None:
         raise InvalidRequest("fire_at: must carry a UTC offset (for example +00:00 or Z)")
-    return job_id, fire_at.astimezone(UTC)
+    try:
+        return job_id, fire_at.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidRequest("fire_at: out of range") from exc

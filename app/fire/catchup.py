@@ -24,12 +24,28 @@ class CatchUp:
 
 
 async def catch_up(
-    tx: Tx, job: JobRecord, now: datetime, *, owner: str, lease: timedelta
+    tx: Tx,
+    seen: JobRecord,
+    now: datetime,
+    *,
+    owner: str,
+    lease: timedelta,
+    force_run: bool = False,
 ) -> CatchUp:
     """Record the job's passed slots and maybe admit one catch-up run (leased to `owner`; the
-    caller starts it after commit), in the caller's transaction. Raises `DuplicateFire` when
-    another replica or a fire moved the job on first."""
-    assert job.next_run_at is not None and job.next_run_at <= now
+    caller starts it after commit), in the caller's transaction. `force_run` runs it whatever
+    the grace and overlap say (an explicit resume). Raises `DuplicateFire` when the job is no
+    longer as `seen`: another replica or a fire moved it on first."""
+    # Lock the job first (the order admission uses) and make sure it is still as seen.
+    job = await tx.get_job(seen.id, for_update=True)
+    if (
+        job is None
+        or job.state != "scheduled"
+        or job.next_run_at is None
+        or job.next_run_at != seen.next_run_at
+        or job.next_run_at > now
+    ):
+        raise DuplicateFire(fire_dedup_key(seen.id, seen.next_run_at or now))
     schedule = parse_schedule(job.schedule, job.timezone)
     slots = missed_slots(schedule, job.anchor_at, job.next_run_at, now)
     plural = "s" if slots.count > 1 else ""
@@ -49,8 +65,8 @@ async def catch_up(
     run: FireRecord | None = None
     lateness = (now - slots.last).total_seconds()
     within_grace = job.misfire_grace_seconds is None or lateness <= job.misfire_grace_seconds
-    free = job.overlap == "allow" or await tx.running_count(job.id) == 0
-    if job.catchup == "run_once" and within_grace and free:
+    free = job.overlap == "allow" or await tx.running_count(job.id, now) == 0
+    if force_run or (job.catchup == "run_once" and within_grace and free):
         run = await tx.insert_fire(
             new_fire(
                 job_id=job.id,

@@ -1,14 +1,14 @@
 """The fire path: admit a verified fire durably, exactly once, and keep the next fire armed.
 
-Every 2xx is a promise to NAS: the fire is recorded, it never runs twice, and the job's
-next one-shot is armed. When arming fails the answer is 503, so NAS re-delivers; the
+Every 2xx is a promise to NAS: the fire is recorded, it is never admitted twice, and the
+job's next one-shot is armed. When arming fails the answer is 503, so NAS re-delivers; the
 re-delivery is a duplicate, which retries the arm until the chain is safe.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,11 +17,11 @@ from app.clock import Clock
 from app.errors import InvalidRequest, ServiceUnavailable, Unauthorized
 from app.fire.body import parse_fire_body
 from app.fire.policy import decide
-from app.jobs.timing import next_run_after
+from app.jobs.timing import advance_past
 from app.nas.client import RetryBudget
 from app.nas.outbox import OutboxPusher
 from app.runner.executor import RunExecutor
-from app.store import DuplicateFire, FireRecord, JobRecord, Store, fire_dedup_key, new_fire
+from app.store import DuplicateFire, FireRecord, JobRecord, Store, Tx, fire_dedup_key, new_fire
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,18 @@ class FireAnswer:
     status_code: int
     body: dict[str, Any]
     retry_after: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class _Admitted:
-    fire: FireRecord
-    job: JobRecord
-    next_run_at: datetime | None
+class _Decided:
+    """What a fire's transaction decided; `_settle` acts on it after commit."""
+
+    job_id: str
+    answer: FireAnswer  # the answer, provided the arm holds when `must_arm`
+    must_arm: bool = False  # a provision is pending: the 2xx holds only once NAS took it
+    push: bool = False  # push the job's pending operation (best effort unless `must_arm`)
+    run: FireRecord | None = None  # start this run after commit
+    target: dict[str, Any] | None = None
 
 
 class FireService:
@@ -98,123 +102,140 @@ class FireService:
     async def handle_fire(self, job_id: str, fire_at: datetime) -> FireAnswer:
         """Decide a verified, validated fire; `StoreUnavailable` before anything is durable."""
         key = fire_dedup_key(job_id, fire_at)
-        for _ in range(3):
+        for _ in range(5):
             try:
-                decision = await self._admit(job_id, fire_at, key)
+                decided = await self._decide(job_id, fire_at, key)
             except DuplicateFire:
-                continue  # a concurrent delivery won the unique key: answer as a duplicate
-            if isinstance(decision, FireAnswer):
-                reason = decision.body.get("reason")
-                if reason == "unknown_job":
-                    # Best effort now; the queued cancel is retried by the outbox otherwise.
-                    await self.pusher.push_job(job_id, budget=self.arm_budget)
-                elif reason == "stale" and not await self.pusher.push_job(
-                    job_id, budget=self.arm_budget
-                ):
-                    return self._unavailable(
-                        "stale fire; the job's current fire could not be armed at NAS:"
-                        " re-deliver to retry"
-                    )
-                return decision
-            if isinstance(decision, FireRecord):
-                return await self._duplicate(decision)
-            return await self._accepted(decision)
-        async with self.store.transaction() as tx:
-            existing = await tx.get_fire_by_key(key)
-        assert existing is not None, "a duplicate key vanished"
-        return await self._duplicate(existing)
+                continue  # a concurrent delivery won: the next round answers a duplicate
+            return await self._settle(decided)
+        raise RuntimeError(f"fire {key} kept conflicting with concurrent admissions")
 
-    async def _admit(
-        self, job_id: str, fire_at: datetime, key: str
-    ) -> FireAnswer | FireRecord | _Admitted:
+    async def _decide(self, job_id: str, fire_at: datetime, key: str) -> _Decided:
+        """One transaction. The job is locked before the fire's key is looked up, so a delivery
+        racing another one for the same fire sees its fire and answers a duplicate."""
         async with self.store.transaction() as tx:
+            now = self.clock()
+            job = await tx.get_job(job_id, for_update=True)
             existing = await tx.get_fire_by_key(key)
             if existing is not None:
-                return existing
-            job = await tx.get_job(job_id, for_update=True)
-            if job is None:
-                await tx.queue_nas_op(job_id, "cancel", None, self.clock())
-                return self._ignored("unknown_job", job_id, fire_at)
-            if job.state in ("paused", "completed"):
-                return self._ignored(job.state, job_id, fire_at)
-            if job.next_run_at is None or job.next_run_at != fire_at:
-                if job.next_run_at is not None and await tx.get_nas_op(job_id) is None:
-                    # NAS delivered an arm we no longer want, so it now holds none for this
-                    # job: re-arm the right one (a no-op upsert at NAS if it is there).
-                    await tx.queue_nas_op(job_id, "provision", job.next_run_at, self.clock())
-                return self._ignored("stale", job_id, fire_at)
-
-            now = self.clock()
-            decision = decide(
-                job,
-                fire_at,
-                now,
-                running=await tx.running_count(job_id),
-                buffered=await tx.buffered_fire(job_id) is not None,
-            )
-            runs_started = job.runs_started + (1 if decision.starts_a_run else 0)
-            exhausted = job.repeat is not None and runs_started >= job.repeat
-            # NAS owns the delivery clock: an early fire still advances from its own slot.
-            nxt = None if exhausted else next_run_after(job, max(fire_at, now))
-            fire = await tx.insert_fire(
-                new_fire(
-                    job_id=job_id,
-                    fire_at=fire_at,
-                    dedup_key=key,
-                    kind="scheduled",
-                    status=decision.status,
-                    now=now,
-                    lease_owner=self.node_id,
-                    lease_expires_at=now + self.lease,
-                    error=decision.reason if decision.status in ("missed", "skipped") else None,
+                pending = await self._ensure_armed(tx, job, now)
+                return _Decided(
+                    job_id,
+                    self._duplicate_answer(existing),
+                    must_arm=pending == "provision",
+                    push=pending is not None,
                 )
-            )
-            values: dict[str, Any] = {
-                "next_run_at": nxt,
-                "runs_started": runs_started,
-                "state": "scheduled" if nxt is not None else "completed",
-                "completed_at": None if nxt is not None else now,
-                "updated_at": now,
-            }
-            if decision.status != "buffered":
-                values.update(last_run_at=now, last_status=decision.status)
-            if not await tx.advance_job(job_id, expected_next_run_at=fire_at, values=values):
-                raise DuplicateFire(key)  # rolls back: another admission moved the job first
-            if nxt is not None:
-                await tx.queue_nas_op(job_id, "provision", nxt, now)
-            else:
-                # The job is done: make sure no stray arm outlives it (a no-op at NAS when
-                # this very delivery consumed the arm).
+            if job is None:
                 await tx.queue_nas_op(job_id, "cancel", None, now)
-        return _Admitted(fire, job, nxt)
+                return _Decided(job_id, self._ignored("unknown_job", job_id, fire_at), push=True)
+            if job.state in ("paused", "completed"):
+                return _Decided(job_id, self._ignored(job.state, job_id, fire_at))
+            if job.next_run_at != fire_at:
+                # NAS delivered an arm the job no longer has, so NAS may now hold none for it.
+                pending = await self._ensure_armed(tx, job, now)
+                return _Decided(
+                    job_id, self._ignored("stale", job_id, fire_at), push=pending is not None
+                )
+            return await self._admit(tx, job, fire_at, key, now)
 
-    async def _accepted(self, admitted: _Admitted) -> FireAnswer:
-        fire, job = admitted.fire, admitted.job
-        if fire.status == "running":
-            self.executor.start(fire, job.target)
+    async def _admit(
+        self, tx: Tx, job: JobRecord, fire_at: datetime, key: str, now: datetime
+    ) -> _Decided:
+        """Record the fire under its unique key, advance the job, queue its next arm."""
+        decision = decide(
+            job,
+            fire_at,
+            now,
+            running=await tx.running_count(job.id, now),
+            buffered=await tx.buffered_fire(job.id) is not None,
+        )
+        runs_started = job.runs_started + (1 if decision.starts_a_run else 0)
+        slots, nxt = advance_past(job, fire_at, now)
+        if job.repeat is not None and runs_started >= job.repeat:
+            nxt = None
+        error = decision.reason if decision.status in ("missed", "skipped") else None
+        if slots > 1:
+            late = f"{slots - 1} later slot(s) passed before it was delivered"
+            error = f"{error}; {late}" if error else late
+        fire = await tx.insert_fire(
+            new_fire(
+                job_id=job.id,
+                fire_at=fire_at,
+                dedup_key=key,
+                kind="scheduled",
+                status=decision.status,
+                now=now,
+                lease_owner=self.node_id,
+                lease_expires_at=now + self.lease,
+                error=error,
+                slots=slots,
+            )
+        )
+        values: dict[str, Any] = {
+            "next_run_at": nxt,
+            "runs_started": runs_started,
+            "state": "scheduled" if nxt is not None else "completed",
+            "completed_at": None if nxt is not None else now,
+            "updated_at": now,
+        }
+        if decision.status != "buffered":
+            values.update(last_run_at=now, last_status=decision.status)
+        if not await tx.advance_job(job.id, expected_next_run_at=fire_at, values=values):
+            raise DuplicateFire(key)  # rolls back: another admission moved the job first
+        if nxt is not None:
+            await tx.queue_nas_op(job.id, "provision", nxt, now)
+        else:
+            # The job is done: no stray arm may outlive it (a no-op at NAS when this very
+            # delivery consumed the arm).
+            await tx.queue_nas_op(job.id, "cancel", None, now)
         log.info(
             "fire admitted",
-            extra={"job_id": job.id, "fire_at": fire.fire_at.isoformat(), "status": fire.status},
+            extra={"job_id": job.id, "fire_at": fire_at.isoformat(), "status": fire.status},
         )
-        armed = await self.pusher.push_job(job.id, budget=self.arm_budget)
-        if admitted.next_run_at is not None and not armed:
-            return self._unavailable(
-                "the fire was admitted (it is never run twice), but the job's next fire could not"
-                " be armed at NAS; re-deliver to retry the arm"
-            )
-        body = {"job_id": job.id, "fire_at": fire.fire_at.isoformat()}
-        if fire.status == "running":
-            return FireAnswer(202, {"status": "accepted", **body})
-        if fire.status == "buffered":
-            return FireAnswer(202, {"status": "buffered", **body})
-        # missed or skipped: recorded, not run; delivery ends here.
-        return FireAnswer(200, {"status": fire.status, "reason": fire.error, **body})
+        body = {"job_id": job.id, "fire_at": fire_at.isoformat()}
+        if fire.status in ("running", "buffered"):
+            status = "accepted" if fire.status == "running" else "buffered"
+            answer = FireAnswer(202, {"status": status, **body})
+        else:  # missed or skipped: recorded, not run; delivery ends here
+            answer = FireAnswer(200, {"status": fire.status, "reason": fire.error, **body})
+        return _Decided(
+            job.id,
+            answer,
+            must_arm=nxt is not None,
+            push=True,
+            run=fire if fire.status == "running" else None,
+            target=job.target,
+        )
 
-    async def _duplicate(self, fire: FireRecord) -> FireAnswer:
-        if not await self.pusher.push_job(fire.job_id, budget=self.arm_budget):
-            return self._unavailable(
-                "duplicate fire; the job's next fire is still not armed at NAS: re-deliver to retry"
+    async def _ensure_armed(self, tx: Tx, job: JobRecord | None, now: datetime) -> str | None:
+        """Queue a re-arm of a scheduled job's current fire unless an operation is pending;
+        returns the job's pending operation. Provision is an upsert: a no-op at NAS when the
+        arm is there already."""
+        pending = await tx.get_nas_op(job.id) if job is not None else None
+        if pending is not None:
+            return pending.op
+        if job is None or job.state != "scheduled" or job.next_run_at is None:
+            return None
+        await tx.queue_nas_op(job.id, "provision", job.next_run_at, now)
+        return "provision"
+
+    async def _settle(self, decided: _Decided) -> FireAnswer:
+        """After commit: start the run, push the job's NAS operation within the fire budget.
+        A 2xx promises the next fire is armed, so a provision NAS did not take is a 503."""
+        if decided.run is not None and decided.target is not None:
+            self.executor.start(decided.run, decided.target)
+        if decided.push:
+            armed = await self.pusher.push_job(
+                decided.job_id, budget=self.arm_budget, within=self.arm_budget.max_seconds
             )
+            if decided.must_arm and not armed:
+                return self._unavailable(
+                    "the fire is admitted and never admitted twice, but the job's next fire"
+                    " could not be armed at NAS; re-deliver to retry the arm"
+                )
+        return decided.answer
+
+    def _duplicate_answer(self, fire: FireRecord) -> FireAnswer:
         return FireAnswer(
             200,
             {

@@ -219,7 +219,10 @@ class JobService:
                 job_id, {"state": "scheduled", "next_run_at": nxt, "updated_at": now}
             )
             if nxt <= now:
-                run = (await catch_up(tx, job, now, owner=self.node_id, lease=self.lease)).run
+                caught_up = await catch_up(
+                    tx, job, now, owner=self.node_id, lease=self.lease, force_run=True
+                )
+                run = caught_up.run
                 job = await self._require(tx, job_id)
             else:
                 await tx.queue_nas_op(job_id, "provision", nxt, now)
@@ -240,7 +243,7 @@ class JobService:
                 job,
                 None,
                 now,
-                running=await tx.running_count(job_id),
+                running=await tx.running_count(job_id, now),
                 buffered=await tx.buffered_fire(job_id) is not None,
             )
             fire = await tx.insert_fire(

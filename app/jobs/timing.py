@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.schedule import next_fire_after, parse_schedule
+from app.schedule import missed_slots, next_fire_after, parse_schedule
 from app.store import JobRecord
 
 
@@ -12,3 +12,15 @@ def next_run_after(job: JobRecord, after: datetime) -> datetime | None:
     """The job's first fire strictly after `after`, or None when its schedule is exhausted."""
     schedule = parse_schedule(job.schedule, job.timezone)
     return next_fire_after(schedule, job.anchor_at, after)
+
+
+def advance_past(job: JobRecord, fire_at: datetime, now: datetime) -> tuple[int, datetime | None]:
+    """For a fire of the job's slot `fire_at` handled at `now`: how many slots it stands for
+    (itself plus those that passed since, when late) and the job's next fire after them.
+
+    NAS owns the delivery clock: an early fire advances from its own slot."""
+    schedule = parse_schedule(job.schedule, job.timezone)
+    if now <= fire_at:
+        return 1, next_fire_after(schedule, job.anchor_at, fire_at)
+    slots = missed_slots(schedule, job.anchor_at, fire_at, now)
+    return slots.count, slots.next_after

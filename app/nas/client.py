@@ -13,7 +13,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_exponential_jitter,
 )
 
@@ -63,7 +63,8 @@ class _WaitRetryAfterOrBackoff:
     """Honour the server's `Retry-After` (capped), else exponential backoff with jitter."""
 
     def __init__(self, budget: RetryBudget) -> None:
-        self.cap = budget.max_wait
+        # NAS's Retry-After is honoured as given; past the budget the call gives up (stop).
+        self.cap = budget.max_seconds
         self.backoff = wait_exponential_jitter(
             multiplier=budget.initial_wait, max=budget.max_wait, jitter=budget.initial_wait
         )
@@ -159,7 +160,9 @@ class NasClient:
         budget = budget or self.budget
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_transient),
-            stop=stop_after_attempt(budget.attempts) | stop_after_delay(budget.max_seconds),
+            # stop_before_delay counts the coming wait: a Retry-After past the budget ends
+            # the call at once instead of sleeping through the budget first.
+            stop=stop_after_attempt(budget.attempts) | stop_before_delay(budget.max_seconds),
             wait=_WaitRetryAfterOrBackoff(budget),
             before_sleep=_log_before_sleep,
             reraise=True,
@@ -175,7 +178,7 @@ class NasClient:
             response = await self._http.request(
                 method, self._base + path, headers=headers, **kwargs
             )
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport, protocol and decoding failures
             raise NasError(f"{method} {path}: {exc.__class__.__name__}", transient=True) from exc
         status = response.status_code
         if status == 429 or status >= 500:

@@ -41,10 +41,22 @@ class OutboxPusher:
             self._locks[job_id] = lock
         return lock
 
-    async def push_job(self, job_id: str, *, budget: RetryBudget | None = None) -> bool:
-        """Push the job's pending operation; True when nothing is left pending for it."""
-        async with self._lock(job_id):
-            return await self._push_job(job_id, budget)
+    async def push_job(
+        self, job_id: str, *, budget: RetryBudget | None = None, within: float | None = None
+    ) -> bool:
+        """Push the job's pending operation; True when nothing is left pending for it.
+
+        `within` bounds the whole push in seconds, waiting for the job's lock and NAS's answers
+        included (a NAS that accepts connections but never answers); past it, the operation
+        stays queued and the answer is False.
+        """
+        try:
+            async with asyncio.timeout(within):
+                async with self._lock(job_id):
+                    return await self._push_job(job_id, budget)
+        except TimeoutError:
+            log.warning("NAS push timed out; kept in the outbox", extra={"job_id": job_id})
+            return False
 
     async def _push_job(self, job_id: str, budget: RetryBudget | None) -> bool:
         for _ in range(3):  # a newer operation may replace the one in flight

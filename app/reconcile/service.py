@@ -12,7 +12,7 @@ from app.fire.catchup import catch_up
 from app.nas.client import ArmedFire, NasClient, NasError
 from app.nas.outbox import OutboxPusher
 from app.runner.executor import RunExecutor
-from app.store import DuplicateFire, JobRecord, Store
+from app.store import DuplicateFire, JobRecord, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +22,14 @@ class ReconcileReport:
     armed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     in_sync: int = 0
     pending: int = 0
     list_error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.list_error is None and self.pending == 0
+        return self.list_error is None and self.pending == 0 and not self.errors
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -36,6 +37,7 @@ class ReconcileReport:
             "armed": self.armed,
             "cancelled": self.cancelled,
             "missed": self.missed,
+            "errors": self.errors,
             "in_sync": self.in_sync,
             "pending": self.pending,
             "list_error": self.list_error,
@@ -94,28 +96,48 @@ class Reconciler:
             if armed is not None and armed.fire_at == job.next_run_at:
                 report.in_sync += 1
                 continue
-            if job.next_run_at <= now and observed is not None:
-                # Passed, and NAS holds nothing for it (or another time): record it, maybe run
-                # once, arm the next (queued by the catch-up).
-                report.missed.append(job.id)
-                if await self._catch_up(job, now) is not None:
+            try:
+                if job.next_run_at <= now and observed is not None:
+                    # Passed, and NAS holds nothing for it (or another time): record it, maybe
+                    # run once, arm the next (queued by the catch-up).
+                    report.missed.append(job.id)
+                    if await self._catch_up(job, now) is not None:
+                        report.armed.append(job.id)
+                elif await self._queue_if_unchanged(job.id, job, now):
                     report.armed.append(job.id)
-                continue
-            async with self.store.transaction() as tx:
-                await tx.queue_nas_op(job.id, "provision", job.next_run_at, now)
-            report.armed.append(job.id)
+            except StoreUnavailable:
+                raise
+            except Exception:  # one broken job must not stop the others from being armed
+                log.exception("reconcile failed for a job", extra={"job_id": job.id})
+                report.errors.append(job.id)
 
         if observed is not None:
             for job_id in observed.keys() - wanted.keys():
-                if job_id in queued:
-                    continue
-                async with self.store.transaction() as tx:
-                    await tx.queue_nas_op(job_id, "cancel", None, now)
-                report.cancelled.append(job_id)
+                if job_id not in queued and await self._queue_if_unchanged(job_id, None, now):
+                    report.cancelled.append(job_id)
 
         report.pending = await self.pusher.push_all(concurrency=self.concurrency)
         log.info("reconcile finished", extra=report.as_dict())
         return report
+
+    async def _queue_if_unchanged(self, job_id: str, seen: JobRecord | None, now: datetime) -> bool:
+        """Queue what the snapshot called for (provision `seen`'s fire, or cancel an orphan
+        when `seen` is None) only if the job still is as seen and nothing else was queued for
+        it meanwhile: never overwrite a newer operation with one from an old snapshot."""
+        async with self.store.transaction() as tx:
+            current = await tx.get_job(job_id, for_update=True)
+            if await tx.get_nas_op(job_id) is not None:
+                return False
+            wanted = current is not None and current.state == "scheduled" and current.next_run_at
+            if seen is None:
+                if wanted:
+                    return False  # created or resumed meanwhile: not an orphan any more
+                await tx.queue_nas_op(job_id, "cancel", None, now)
+                return True
+            if not wanted or current is None or current.next_run_at != seen.next_run_at:
+                return False
+            await tx.queue_nas_op(job_id, "provision", seen.next_run_at, now)
+            return True
 
     async def _catch_up(self, job: JobRecord, now: datetime) -> datetime | None:
         """Record the unarmed passed slots (and maybe run once now); returns the next fire."""

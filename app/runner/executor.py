@@ -9,9 +9,18 @@ from datetime import datetime, timedelta
 
 from app.clock import Clock
 from app.runner.targets import RunContext, RunResult, TargetRunner, parse_target
-from app.store import FireRecord, Store, StoreUnavailable, Tx
+from app.store import FireRecord, Store, StoreUnavailable, Tx, fire_dedup_key
 
 log = logging.getLogger(__name__)
+
+
+def run_context(fire: FireRecord) -> RunContext:
+    """What the target sees. A catch-up run stands for its slot, so its `Idempotency-Key` is
+    the slot's `{job_id}:{fire_at}`, as for the scheduled fire it replaces."""
+    key = fire.dedup_key
+    if fire.kind == "catchup":
+        key = fire_dedup_key(fire.job_id, fire.fire_at)
+    return RunContext(job_id=fire.job_id, fire_at=fire.fire_at, dedup_key=key)
 
 
 class RunExecutor:
@@ -39,6 +48,7 @@ class RunExecutor:
         self.lease = timedelta(seconds=lease_seconds)
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
+        self._local: set[int] = set()  # fires whose target runs in this process now
 
     @property
     def active(self) -> int:
@@ -70,6 +80,8 @@ class RunExecutor:
             expired = await tx.expired_leases(now)
         taken = 0
         for fire in expired:
+            if fire.id in self._local:
+                continue  # still running here: its renewer decides whether it keeps the lease
             async with self.store.transaction() as tx:
                 mine = await tx.take_over_lease(
                     fire, owner=self.node_id, lease_expires_at=now + self.lease, now=now
@@ -93,23 +105,38 @@ class RunExecutor:
         return taken
 
     async def _run(self, fire: FireRecord, target_data: dict[str, object]) -> None:
-        ctx = RunContext(job_id=fire.job_id, fire_at=fire.fire_at, dedup_key=fire.dedup_key)
-        renewer = asyncio.create_task(self._renew(fire))
         try:
-            try:
-                target = parse_target(dict(target_data))
-            except ValueError as exc:
-                result = RunResult("failed", None, None, f"invalid target: {exc}")
-            else:
-                result = await self.targets.run(target, ctx)
+            target = parse_target(dict(target_data))
+        except ValueError as exc:
+            await self._finish(fire, RunResult("failed", None, None, f"invalid target: {exc}"))
+            return
+        work = asyncio.create_task(self.targets.run(target, run_context(fire)))
+        lease_lost = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(fire, work, lease_lost))
+        self._local.add(fire.id)
+        try:
+            result = await work
+        except asyncio.CancelledError:
+            if not lease_lost.is_set():
+                raise  # shutdown: the lease expires and another attempt resumes the fire
+            log.error(
+                "run stopped: its lease was lost, another attempt owns the fire",
+                extra={"job_id": fire.job_id, "fire_at": fire.fire_at.isoformat()},
+            )
+            return
         finally:
+            self._local.discard(fire.id)
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
         await self._finish(fire, result)
 
-    async def _renew(self, fire: FireRecord) -> None:
+    async def _renew(
+        self, fire: FireRecord, work: asyncio.Task[RunResult], lease_lost: asyncio.Event
+    ) -> None:
+        """Keep the lease while `work` runs; stop `work` as soon as exclusivity is not certain."""
         interval = max(1.0, self.lease.total_seconds() / 3)
+        renewed_at = self.clock()
         while True:
             await asyncio.sleep(interval)
             try:
@@ -118,11 +145,15 @@ class RunExecutor:
                         fire.id, fire.fencing_token, self.clock() + self.lease
                     )
             except StoreUnavailable:
-                log.warning("could not renew a lease", extra={"job_id": fire.job_id})
-                continue
+                if self.clock() - renewed_at < self.lease:
+                    log.warning("could not renew a lease; retrying", extra={"job_id": fire.job_id})
+                    continue
+                kept = False  # the lease has run out: another replica may take the fire over
             if not kept:
-                log.error("lease lost while running", extra={"job_id": fire.job_id})
+                lease_lost.set()
+                work.cancel()
                 return
+            renewed_at = self.clock()
 
     async def _finish(self, fire: FireRecord, result: RunResult) -> None:
         now = self.clock()
@@ -168,7 +199,7 @@ class RunExecutor:
     async def _take_buffered(self, tx: Tx, job_id: str, now: datetime) -> FireRecord | None:
         """Claim the job's buffered fire if no other run of the job is going."""
         waiting = await tx.buffered_fire(job_id)
-        if waiting is None or await tx.running_count(job_id):
+        if waiting is None or await tx.running_count(job_id, now):
             return None
         return await tx.start_buffered(
             waiting, owner=self.node_id, lease_expires_at=now + self.lease, now=now

@@ -86,6 +86,10 @@ def parse_schedule(text: str, timezone: str = "UTC") -> Schedule:
     fields = raw.split()
     if len(fields) == 5:
         expression = " ".join(fields)
+        tokens = [t.upper() for field in fields for t in field.split(",")]
+        if any(t == "R" or t.startswith("H") for t in tokens):
+            # croniter's random (R) and hashed (H) fields would make fire times unpredictable.
+            raise ScheduleError(f"random or hashed cron fields are not supported: {raw!r}")
         if not croniter.is_valid(expression):
             raise ScheduleError(f"invalid cron expression {raw!r}")
         try:
@@ -101,7 +105,10 @@ def parse_schedule(text: str, timezone: str = "UTC") -> Schedule:
         else:
             if at.tzinfo is None:
                 at = at.replace(tzinfo=load_zone(timezone))
-            return Schedule("once", raw, timezone, at=ceil_second(at))
+            try:
+                return Schedule("once", raw, timezone, at=ceil_second(at))
+            except OverflowError as exc:
+                raise ScheduleError(f"{raw!r} is out of range") from exc
     raise ScheduleError(
         f"cannot parse schedule {raw!r}: use 'in 90s', an ISO 8601 time, "
         "'every 5m' (s, m, h or d) or a 5-field cron expression"
@@ -122,7 +129,7 @@ def first_fire(schedule: Schedule, anchor: datetime) -> datetime | None:
     if schedule.kind == "interval":
         assert schedule.period is not None
         return anchor + schedule.period
-    return next_fire_after(schedule, anchor, anchor - timedelta(seconds=1))
+    return next_fire_after(schedule, anchor, anchor)
 
 
 def next_fire_after(schedule: Schedule, anchor: datetime, after: datetime) -> datetime | None:
@@ -170,7 +177,7 @@ class MissedSlots:
 
 
 def missed_slots(
-    schedule: Schedule, anchor: datetime, first: datetime, now: datetime, *, cap: int = 10_000
+    schedule: Schedule, anchor: datetime, first: datetime, now: datetime, *, cap: int = 1_000
 ) -> MissedSlots:
     """The slots from `first` (already due, `first <= now`) up to `now`, and the next one."""
     if schedule.kind == "interval":

@@ -76,17 +76,37 @@ def _instants(local: datetime, zone: ZoneInfo, fixed_hour: bool) -> list[datetim
     return [first]
 
 
+def _steady(zone: ZoneInfo, instant: datetime) -> bool:
+    """No offset change within the margin around `instant`."""
+    before = (instant - _OVERLAP_MARGIN).astimezone(zone).utcoffset()
+    return before == (instant + _OVERLAP_MARGIN).astimezone(zone).utcoffset()
+
+
+def _slots(expression: str, start: datetime) -> croniter:
+    return croniter(
+        expression, start, ret_type=datetime, max_years_between_matches=MAX_YEARS_BETWEEN_MATCHES
+    )
+
+
 def next_cron_fire(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
     """The first fire of `expression` in `zone` strictly after the instant `after`."""
     after = after.astimezone(UTC)
     fixed_hour = hour_is_fixed(expression)
+    if _steady(zone, after):
+        # Fast path: away from any transition, wall time and instants move together, so the
+        # first slot after the local time of `after` is the answer, unless it sits next to a
+        # transition itself.
+        try:
+            local = _slots(expression, after.astimezone(zone).replace(tzinfo=None)).get_next(
+                datetime
+            )
+        except CroniterBadDateError as exc:
+            raise NoNextFire(f"{expression!r} matches no date") from exc
+        instants = _instants(local, zone, fixed_hour)
+        if len(instants) == 1 and instants[0] > after and _steady(zone, instants[0]):
+            return instants[0]
     start = after.astimezone(zone).replace(tzinfo=None, fold=0) - _OVERLAP_MARGIN
-    slots = croniter(
-        expression,
-        start,
-        ret_type=datetime,
-        max_years_between_matches=MAX_YEARS_BETWEEN_MATCHES,
-    )
+    slots = _slots(expression, start)
     best: datetime | None = None
     while True:
         try:

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, and_, delete, event, func, insert, or_, selec
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.settings import ensure_sqlite_folder
@@ -77,13 +78,21 @@ def new_fire(
     }
 
 
+# SQLSTATE classes worth a retry: connection exceptions, transaction rollbacks (serialization
+# failures, deadlocks), insufficient resources, operator intervention (server shutting down).
+_TRANSIENT_SQLSTATE = ("08", "40", "53", "57")
+
+
 def _is_unavailable(exc: BaseException) -> bool:
+    """Errors that say "try again later" rather than "this request is wrong"."""
     if isinstance(exc, IntegrityError):
         return False
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if exc.connection_invalidated or str(sqlstate or "").startswith(_TRANSIENT_SQLSTATE):
+            return True
     return isinstance(exc, OSError | ConnectionError | TimeoutError)
 
 
@@ -95,7 +104,7 @@ class Store:
     def from_url(cls, url: str, *, echo: bool = False) -> Store:
         if url.startswith("sqlite"):
             ensure_sqlite_folder(url)
-            engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+            engine = create_async_engine(url, echo=echo)
             _configure_sqlite(engine)
         else:
             engine = create_async_engine(
@@ -253,8 +262,13 @@ class Tx:
         )
         return [FireRecord.from_row(r) for r in (await self.conn.execute(stmt)).all()]
 
-    async def running_count(self, job_id: str) -> int:
-        stmt = select(func.count()).where(fires.c.job_id == job_id, fires.c.status == "running")
+    async def running_count(self, job_id: str, now: datetime) -> int:
+        """Runs of the job going on now: a run whose lease expired (its replica died) is not."""
+        stmt = select(func.count()).where(
+            fires.c.job_id == job_id,
+            fires.c.status == "running",
+            fires.c.lease_expires_at >= now,
+        )
         return int((await self.conn.execute(stmt)).scalar_one())
 
     async def buffered_fire(self, job_id: str) -> FireRecord | None:
@@ -279,6 +293,7 @@ class Tx:
                 lease_owner=owner,
                 lease_expires_at=lease_expires_at,
                 fencing_token=fire.fencing_token + 1,
+                attempt=fire.attempt + 1,
                 started_at=now,
             )
         )
@@ -445,6 +460,3 @@ class Tx:
             .where(outbox.c.job_id == job_id, outbox.c.generation == generation)
             .values(attempts=outbox.c.attempts + 1, last_error=error[:500], updated_at=now)
         )
-
-    async def count_nas_ops(self) -> int:
-        return int((await self.conn.execute(select(func.count()).select_from(outbox))).scalar_one())

@@ -57,7 +57,7 @@ metadata = MetaData(
 jobs = Table(
     "jobs",
     metadata,
-    Column("id", String(32), primary_key=True),
+    Column("id", String(200), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("schedule", String(200), nullable=False),
     Column("timezone", String(64), nullable=False),
@@ -85,10 +85,10 @@ fires = Table(
     "fires",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job_id", String(32), nullable=False),
+    Column("job_id", String(200), nullable=False),
     Column("fire_at", UTCDateTime, nullable=False),
     # "{job_id}:{fire_at}" for scheduled fires, "manual:{uuid}" for manual runs.
-    Column("dedup_key", String(200), nullable=False),
+    Column("dedup_key", String(300), nullable=False),
     Column("kind", String(16), nullable=False),  # scheduled | manual | catchup
     # buffered | running | succeeded | failed | timed_out | missed | skipped
     Column("status", String(16), nullable=False),
@@ -114,7 +114,7 @@ fires = Table(
 outbox = Table(
     "outbox",
     metadata,
-    Column("job_id", String(32), primary_key=True),
+    Column("job_id", String(200), primary_key=True),
     Column("op", String(16), nullable=False),  # provision | cancel
     Column("fire_at", UTCDateTime, nullable=True),
     Column("generation", Integer, nullable=False, default=1),

@@ -291,6 +291,8 @@ async def test_concurrent_deliveries_admit_one(agent: Agent, tmp_path: Path) -> 
     responses = await asyncio.gather(*(agent.fire(job["id"], job["next_run_at"]) for _ in range(6)))
     codes = sorted(r.status_code for r in responses)
     assert codes == [200, 200, 200, 200, 200, 202]
+    # The losers see the winner's fire: duplicates, never "stale" or "completed".
+    assert {r.json()["status"] for r in responses if r.status_code == 200} == {"duplicate"}
     await agent.idle()
     assert len(lines(tmp_path / "runs.txt")) == 1
     assert len(await agent.runs(job["id"])) == 1
@@ -369,3 +371,34 @@ async def test_store_unavailable_is_503_and_admits_nothing(agent: Agent, tmp_pat
     # Once the store is back, the same delivery is admitted.
     assert (await agent.fire(job["id"], job["next_run_at"])).status_code == 202
     await agent.idle()
+
+
+async def test_a_duplicate_repairs_a_lost_next_arm(agent: Agent, tmp_path: Path) -> None:
+    job = await hourly_job(agent, tmp_path)
+    assert (await agent.fire(job["id"], job["next_run_at"])).status_code == 202
+    await agent.idle()
+    next_run_at = (await agent.job(job["id"]))["next_run_at"]
+    await agent.nas.clear()  # NAS lost the next arm (or an older send overwrote it)
+    again = await agent.fire(job["id"], job["next_run_at"])
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    assert (await agent.nas.armed())[job["id"]] == next_run_at
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"job_id": "abc", "fire_at": "0001-01-01T00:00:00+01:00"}', "fire_at"),
+        (b"[" * 100_00 + b"]" * 100_00, "body"),
+    ],
+)
+async def test_pathological_bodies_are_400_with_a_token_and_401_without(
+    agent: Agent, body: bytes, field: str
+) -> None:
+    response = await agent.client.post(
+        "/api/cron/fire", content=body, headers={"Authorization": f"Bearer {agent.nas.mint()}"}
+    )
+    assert response.status_code == 400 and response.json()["detail"].startswith(field)
+    forged = await agent.client.post(
+        "/api/cron/fire", content=body, headers={"Authorization": "Bearer garbage"}
+    )
+    assert forged.status_code == 401

@@ -373,3 +373,46 @@ async def test_preview_lists_the_next_fires_from_next_run_at(agent: Agent, tmp_p
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_a_late_fire_records_the_slots_it_stands_for(
+    agent: Agent, clock: Clock, tmp_path: Path
+) -> None:
+    job = await agent.create_job(schedule="every 1h", target=appending(tmp_path))
+    due = datetime.fromisoformat(job["next_run_at"])
+    clock.now = due + timedelta(hours=2, minutes=30)
+    assert (await agent.fire(job["id"], job["next_run_at"])).status_code == 202
+    await agent.idle()
+    [run] = await agent.runs(job["id"])
+    assert run["count"] == 3  # itself and the two slots that passed before it arrived
+    after = await agent.job(job["id"])
+    assert datetime.fromisoformat(after["next_run_at"]) == due + timedelta(hours=3)
+
+
+async def test_a_run_that_loses_its_lease_is_stopped(
+    database_url: str, nas: RunningNas, tmp_path: Path
+) -> None:
+    async with run_agent(database_url, nas, lease_seconds=5) as agent:
+        job = await agent.create_job(schedule="every 1h", target=gated(tmp_path))
+        assert (await agent.fire(job["id"], job["next_run_at"])).status_code == 202
+        await wait_until(lambda: _async(len(lines(tmp_path)) == 1), what="the run started")
+        store = agent.services.store
+        async with store.transaction() as tx:
+            [fire] = await tx.list_fires(job["id"])
+            stolen = await tx.take_over_lease(
+                fire,
+                owner="another-replica",
+                lease_expires_at=clock_now() + timedelta(minutes=5),
+                now=clock_now(),
+            )
+        assert stolen is not None
+        # The renewer finds the lease gone within a third of the lease and stops the run.
+        await agent.services.executor.wait_idle(timeout=10)
+        assert agent.services.executor.active == 0
+        async with store.transaction() as tx:
+            [fire] = await tx.list_fires(job["id"])
+        assert fire.status == "running" and fire.lease_owner == "another-replica"
+
+
+def clock_now() -> datetime:
+    return datetime.now(UTC)

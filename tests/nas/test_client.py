@@ -66,11 +66,21 @@ async def test_429_with_retry_after_zero_is_retried() -> None:
     assert len(nas.requests) == 2
 
 
-async def test_retry_after_is_capped_by_the_budget() -> None:
+async def test_retry_after_past_the_budget_gives_up_at_once() -> None:
     nas = Recorder(httpx.Response(503, headers={"Retry-After": "3600"}), ok_provision())
     started = time.monotonic()
+    with pytest.raises(NasError) as caught:
+        await client_for(nas).provision("job", FIRE_AT, "https://agent.example")
+    assert caught.value.transient and caught.value.retry_after == 3600
+    assert time.monotonic() - started < 1.0
+    assert len(nas.requests) == 1
+
+
+async def test_retry_after_within_the_budget_is_honoured() -> None:
+    nas = Recorder(httpx.Response(429, headers={"Retry-After": "1"}), ok_provision())
+    started = time.monotonic()
     assert await client_for(nas).provision("job", FIRE_AT, "https://agent.example") == "sch-1"
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started >= 1.0
     assert len(nas.requests) == 2
 
 

@@ -16,7 +16,7 @@ from tests.support.agent import Agent, FaultyNasTransport, NasFaults, RunningNas
 pytestmark = pytest.mark.asyncio
 
 TRUE = {"type": "command", "argv": ["true"]}
-REPORT_KEYS = {"ok", "armed", "cancelled", "missed", "in_sync", "pending", "list_error"}
+REPORT_KEYS = {"errors", "ok", "armed", "cancelled", "missed", "in_sync", "pending", "list_error"}
 
 
 class MovableClock:
@@ -66,6 +66,7 @@ async def test_reconcile_in_sync_reports_and_changes_nothing(agent: Agent) -> No
         "armed": [],
         "cancelled": [],
         "missed": [],
+        "errors": [],
         "in_sync": 1,
         "pending": 0,
         "list_error": None,
@@ -345,7 +346,7 @@ async def test_reconcile_drains_the_outbox(agent: Agent) -> None:
     assert await agent.nas.armed() == {job["id"]: job["next_run_at"]}
     assert (await agent.job(job["id"]))["nas_pending"] is None
     async with agent.services.store.transaction() as tx:
-        assert await tx.count_nas_ops() == 0
+        assert await tx.list_nas_ops() == []
 
 
 async def test_concurrent_reconciles_agree(agent: Agent) -> None:

@@ -79,6 +79,10 @@ def test_cron_uses_the_iana_zone_not_a_fixed_offset() -> None:
         ("61 * * * *", "UTC", "invalid cron"),
         ("* * * *", "UTC", "cannot parse"),
         ("every 5m", "Mars/Olympus", "unknown timezone"),
+        ("R * * * *", "UTC", "random or hashed"),
+        ("H/5 * * * *", "UTC", "random or hashed"),
+        ("every 99999999d", "UTC", "at most"),
+        ("9999-12-31T23:59:59.5Z", "UTC", "out of range"),
     ],
 )
 def test_bad_schedules_say_what_is_wrong(text: str, zone: str, message: str) -> None:
@@ -113,3 +117,14 @@ def test_cron_next_is_strictly_after_and_whole_second(after: datetime) -> None:
     schedule = parse_schedule("*/7 3-5 * * *", "America/New_York")
     nxt = next_fire_after(schedule, after, after)
     assert nxt is not None and nxt > after and nxt.microsecond == 0 and nxt.second == 0
+
+
+def test_a_cron_job_created_exactly_on_a_slot_starts_at_the_next_one() -> None:
+    schedule = parse_schedule("* * * * *")
+    on_the_minute = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    assert first_fire(schedule, on_the_minute) == datetime(2026, 3, 1, 12, 1, tzinfo=UTC)
+
+
+def test_day_and_month_names_are_still_cron() -> None:
+    assert parse_schedule("0 9 * * THU").kind == "cron"
+    assert parse_schedule("0 9 1 MAR *").kind == "cron"

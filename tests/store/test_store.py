@@ -179,3 +179,20 @@ async def test_delete_job_removes_its_fires(store: Store) -> None:
         assert await tx.delete_job("job1") is True
         assert await tx.list_fires("job1") == []
         assert await tx.get_job("job1") is None
+
+
+async def test_a_run_whose_lease_expired_does_not_count_as_running(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.insert_job(job_values())
+        await tx.insert_fire(fire_values(lease_expires_at=T0 + timedelta(seconds=60)))
+        assert await tx.running_count("job1", T0 + timedelta(seconds=59)) == 1
+        assert await tx.running_count("job1", T0 + timedelta(seconds=61)) == 0
+
+
+async def test_long_job_ids_fit(store: Store) -> None:
+    long_id = "j" * 200
+    async with store.transaction() as tx:
+        await tx.insert_job(job_values(job_id=long_id))
+        await tx.insert_fire(fire_values(job_id=long_id))
+        await tx.queue_nas_op(long_id, "cancel", None, T0)
+        assert (await tx.get_nas_op(long_id)) is not None
