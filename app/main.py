@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -154,8 +155,18 @@ async def startup_reconcile(services: Services) -> None:
 
 
 async def maintenance_loop(services: Services, interval: float) -> None:
-    """Retry queued NAS operations and resume runs whose lease expired."""
+    """Resume runs whose lease expired, retry queued NAS operations, purge old completed
+    jobs, and reconcile every `CHRONOS_RECONCILE_INTERVAL_SECONDS`."""
     retention = timedelta(seconds=services.settings.completed_retention_seconds)
+    every = services.settings.reconcile_interval_seconds
+    last_reconcile = time.monotonic()
+
+    async def periodic_reconcile() -> None:
+        nonlocal last_reconcile
+        if every and services.startup.done and time.monotonic() - last_reconcile >= every:
+            last_reconcile = time.monotonic()
+            await services.reconciler.reconcile()
+
     steps = (
         # Runs first: resuming a dead replica's run must not wait behind a slow NAS.
         ("resume expired runs", services.executor.recover_expired),
@@ -167,6 +178,7 @@ async def maintenance_loop(services: Services, interval: float) -> None:
             ),
         ),
         ("purge completed jobs", lambda: services.jobs.purge_completed(retention)),
+        ("periodic reconcile", periodic_reconcile),
     )
     while True:
         await asyncio.sleep(interval)

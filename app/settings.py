@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     reconcile_concurrency: int = Field(default=8, ge=1)
     outbox_drain_interval_seconds: float = Field(default=10.0, gt=0)
     reconcile_on_startup: bool = True
+    # Reconcile again this often (0: only on startup and on demand): repairs arms NAS lost.
+    reconcile_interval_seconds: float = Field(default=600.0, ge=0)
     # Completed jobs (and their runs) stay readable this long, then are deleted.
     completed_retention_seconds: int = Field(default=7 * 86400, ge=0)
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests.api.harness import run_agent_with
 from tests.support.agent import Agent, FaultyNasTransport, NasFaults, RunningNas, run_agent
+from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -371,3 +372,19 @@ async def test_a_fired_one_shot_is_not_rearmed_by_its_stale_queued_provision(age
     report = await reconcile(agent)
     assert report["ok"] is True
     assert job["id"] not in await agent.nas.armed()
+
+
+async def test_the_maintenance_loop_reconciles_periodically(
+    database_url: str, nas: RunningNas
+) -> None:
+    async with run_agent(
+        database_url, nas, outbox_drain_interval_seconds=0.1, reconcile_interval_seconds=0.3
+    ) as agent:
+        job = await agent.create_job(schedule="every 1h", target=TRUE)
+        await agent.nas.clear()  # NAS lost the arm while the agent kept running
+
+        async def rearmed() -> bool:
+            return job["id"] in await agent.nas.armed()
+
+        await wait_until(rearmed, timeout=10, what="the periodic reconcile to re-arm the job")
+        assert (await agent.nas.armed())[job["id"]] == job["next_run_at"]
