@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.harness import run_agent_with
-from tests.support.agent import Agent, NasFaults, RunningNas
+from tests.support.agent import Agent, NasFaults, RunningNas, run_agent
 from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.asyncio
@@ -23,7 +22,7 @@ async def test_healthz_is_200(agent: Agent) -> None:
 async def test_readyz_is_200_once_the_startup_reconcile_is_done(
     database_url: str, nas: RunningNas
 ) -> None:
-    async with run_agent_with(database_url, nas, reconcile_on_startup=True) as agent:
+    async with run_agent(database_url, nas, reconcile_on_startup=True) as agent:
 
         async def ready() -> bool:
             return (await agent.client.get("/readyz")).status_code == 200
@@ -39,7 +38,7 @@ async def test_readyz_is_503_while_the_startup_reconcile_fails_and_fires_are_ser
     out = tmp_path / "ran.txt"
     faults = NasFaults()
     faults.mode = "down"
-    async with run_agent_with(database_url, nas, faults=faults, reconcile_on_startup=True) as agent:
+    async with run_agent(database_url, nas, faults=faults, reconcile_on_startup=True) as agent:
         assert (await agent.client.get("/healthz")).status_code == 200
 
         async def reason() -> str:

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.harness import run_agent_with
 from tests.support.agent import Agent, FaultyNasTransport, NasFaults, RunningNas, run_agent
 from tests.support.servers import wait_until
 
@@ -249,7 +248,7 @@ class ListFails(FaultyNasTransport):
 async def test_a_failed_list_cancels_nothing_but_still_arms(
     database_url: str, nas: RunningNas
 ) -> None:
-    async with run_agent_with(database_url, nas, transport=ListFails) as agent:
+    async with run_agent(database_url, nas, transport=ListFails) as agent:
         job = await agent.create_job(schedule="every 1h", target=TRUE)
         await agent.nas.clear()
         await arm_directly(agent, "ghost", in_hours(2))
@@ -314,7 +313,7 @@ async def test_reconcile_arms_with_bounded_concurrency(database_url: str, nas: R
         probes.append(ConcurrencyProbe(faults))
         return probes[-1]
 
-    async with run_agent_with(database_url, nas, transport=probe, reconcile_concurrency=4) as agent:
+    async with run_agent(database_url, nas, transport=probe, reconcile_concurrency=4) as agent:
         jobs = [await agent.create_job(schedule="every 1h", target=TRUE) for _ in range(20)]
         [transport] = probes
         assert transport.max_in_flight == 1  # each create arms its own job

@@ -7,7 +7,7 @@ provision, cancel, list, JWKS — goes over real HTTP to the real emulator.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -210,11 +210,19 @@ class Agent:
 
 @asynccontextmanager
 async def run_agent(
-    database_url: str, nas: RunningNas, *, clock: Clock = utc_now, **overrides: Any
+    database_url: str,
+    nas: RunningNas,
+    *,
+    clock: Clock = utc_now,
+    faults: NasFaults | None = None,
+    transport: Callable[[NasFaults], httpx.AsyncBaseTransport] = FaultyNasTransport,
+    **overrides: Any,
 ) -> AsyncIterator[Agent]:
-    faults = NasFaults()
+    """The app over ASGI, talking to `nas`. `faults` passed in are in force from the first
+    NAS call (the startup reconcile included); `transport` wraps them."""
+    faults = faults if faults is not None else NasFaults()
     settings = agent_settings(database_url, nas, **overrides)
-    app = create_app(settings, clock=clock, transport_factory=lambda: FaultyNasTransport(faults))
+    app = create_app(settings, clock=clock, transport_factory=lambda: transport(faults))
     async with (
         LifespanManager(app, startup_timeout=30, shutdown_timeout=30),
         httpx.AsyncClient(
