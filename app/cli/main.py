@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -262,24 +263,28 @@ def _schedule_text(job: dict[str, Any]) -> str:
     return job["schedule"] + (f" [{job['timezone']}]" if job["timezone"] != "UTC" else "")
 
 
+def _compact_table() -> Table:
+    # No borders, two spaces between columns: fits 80 columns, wraps only names and schedules.
+    return Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold")
+
+
 def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    table = Table()
-    table.add_column("id", no_wrap=True)
+    """One row a job; `jobs show ID` has the rest (target, policies)."""
+    table = _compact_table()
+    table.add_column("id", no_wrap=True, min_width=16)
     table.add_column("name", overflow="fold")
     table.add_column("schedule", overflow="fold")
-    table.add_column("state", no_wrap=True)
-    table.add_column("next run (UTC)", overflow="fold")
-    table.add_column("last", no_wrap=True)
-    table.add_column("target", overflow="fold")
+    table.add_column("state", no_wrap=True, min_width=9)
+    table.add_column("next run (UTC)", no_wrap=True, min_width=14)
+    table.add_column("last", no_wrap=True, min_width=9)
     for job in jobs:
         table.add_row(
             job["id"],
             job["name"],
             _schedule_text(job),
             job["state"],
-            _short_time(job.get("next_run_at")),
+            _table_time(job.get("next_run_at")),
             job.get("last_status") or "-",
-            _target_summary(job["target"]),
         )
     return table
 
@@ -315,20 +320,40 @@ def _job_card(job: dict[str, Any]) -> Table:
     return table
 
 
+def _table_time(value: str | None) -> str:
+    """Compact UTC time for table cells (`11-26 22:32:49`); cards show the full instant."""
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).strftime("%m-%d %H:%M:%S")
+
+
+def _duration(run: dict[str, Any]) -> str:
+    started, finished = run.get("started_at"), run.get("finished_at")
+    if not started or not finished:
+        return "-"
+    seconds = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
+    return f"{seconds:.1f}s" if seconds < 60 else f"{seconds / 60:.1f}m"
+
+
 def _runs_table(runs: list[dict[str, Any]]) -> Table:
-    table = Table()
-    for column in ("fire_at (UTC)", "kind", "status", "attempt", "finished", "outcome", "error"):
-        table.add_column(column, no_wrap=column == "fire_at (UTC)")
+    table = _compact_table()
+    table.add_column("fire_at (UTC)", no_wrap=True, min_width=14)
+    table.add_column("kind", no_wrap=True, min_width=9)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("try", no_wrap=True, justify="right")
+    table.add_column("took", no_wrap=True, justify="right")
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("error", overflow="fold")
     for run in runs:
         error = (run.get("error") or "").strip().splitlines()
         table.add_row(
-            _short_time(run["fire_at"]),
+            _table_time(run["fire_at"]),
             run["kind"],
-            run["status"],
+            run["status"] + (f" (x{run['count']})" if run.get("count", 1) > 1 else ""),
             str(run["attempt"]),
-            _short_time(run.get("finished_at")),
+            _duration(run),
             run.get("outcome") or "-",
-            error[0][:60] if error else "",
+            error[0][:120] if error else "",
         )
     return table
 
