@@ -10,10 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from app.schedule import missed_slots, parse_schedule
-from app.store import DuplicateFire, FireRecord, JobRecord, Tx, fire_dedup_key, new_fire
+from app.store import (
+    DuplicateFire,
+    FireRecord,
+    JobRecord,
+    Tx,
+    advanced_job,
+    fire_dedup_key,
+    new_fire,
+)
 
 
 @dataclass(frozen=True)
@@ -82,14 +89,8 @@ async def catch_up(
     runs_started = job.runs_started + (1 if run else 0)
     exhausted = job.repeat is not None and runs_started >= job.repeat
     nxt = None if exhausted else slots.next_after
-    values: dict[str, Any] = {
-        "next_run_at": nxt,
-        "runs_started": runs_started,
-        "state": "scheduled" if nxt is not None else "completed",
-        "completed_at": None if nxt is not None else now,
-        "last_status": "running" if run else "missed",
-        "updated_at": now,
-    }
+    values = advanced_job(next_run_at=nxt, runs_started=runs_started, now=now)
+    values["last_status"] = "running" if run else "missed"
     if run:
         values["last_run_at"] = now
     if not await tx.advance_job(job.id, expected_next_run_at=job.next_run_at, values=values):

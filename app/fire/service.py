@@ -21,7 +21,16 @@ from app.jobs.timing import advance_past
 from app.nas.client import RetryBudget
 from app.nas.outbox import OutboxPusher
 from app.runner.executor import RunExecutor
-from app.store import DuplicateFire, FireRecord, JobRecord, Store, Tx, fire_dedup_key, new_fire
+from app.store import (
+    DuplicateFire,
+    FireRecord,
+    JobRecord,
+    Store,
+    Tx,
+    advanced_job,
+    fire_dedup_key,
+    new_fire,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +180,7 @@ class FireService:
                 slots=slots,
             )
         )
-        values: dict[str, Any] = {
-            "next_run_at": nxt,
-            "runs_started": runs_started,
-            "state": "scheduled" if nxt is not None else "completed",
-            "completed_at": None if nxt is not None else now,
-            "updated_at": now,
-        }
+        values = advanced_job(next_run_at=nxt, runs_started=runs_started, now=now)
         if decision.status != "buffered":
             values.update(last_run_at=now, last_status=decision.status)
         if not await tx.advance_job(job.id, expected_next_run_at=fire_at, values=values):

@@ -6,6 +6,7 @@ from app.store.store import (
     Store,
     StoreUnavailable,
     Tx,
+    advanced_job,
     fire_dedup_key,
     new_fire,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "Tx",
+    "advanced_job",
     "fire_dedup_key",
     "new_fire",
 ]

@@ -83,6 +83,19 @@ def new_fire(
 _TRANSIENT_SQLSTATE = ("08", "40", "53", "57")
 
 
+def advanced_job(
+    *, next_run_at: datetime | None, runs_started: int, now: datetime
+) -> dict[str, Any]:
+    """Column values of a job moved past a fire: with no next fire it is completed."""
+    return {
+        "next_run_at": next_run_at,
+        "runs_started": runs_started,
+        "state": "scheduled" if next_run_at is not None else "completed",
+        "completed_at": None if next_run_at is not None else now,
+        "updated_at": now,
+    }
+
+
 def _is_unavailable(exc: BaseException) -> bool:
     """Errors that say "try again later" rather than "this request is wrong"."""
     if isinstance(exc, IntegrityError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,11 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.processes import CHRONOS, chronos_process
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.e2e
-
-CHRONOS = Path(sys.executable).parent / "chronos"
 
 
 @dataclass
@@ -63,57 +61,17 @@ class DevAgent:
         return json.loads(self.ok(*args[:2], "--json", *args[2:]))
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevAgent]:
     cwd = tmp_path_factory.mktemp("cli")
     data = cwd / "dev"
     port, nas_port = free_port(), free_port()
-    log = (cwd / "dev.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(CHRONOS),
-            "dev",
-            "--port",
-            str(port),
-            "--nas-port",
-            str(nas_port),
-            "--data",
-            str(data),
-        ],
-        cwd=cwd,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), "LANG": "C.UTF-8"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"chronos dev exited: {(cwd / 'dev.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"chronos dev not ready: {(cwd / 'dev.log').read_text()}")
-            time.sleep(0.1)
+    url = f"http://127.0.0.1:{port}"
+    args = ["dev", "--port", str(port), "--nas-port", str(nas_port), "--data", str(data)]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), "LANG": "C.UTF-8"}
+    with chronos_process(args, env=env, cwd=cwd, log=cwd / "dev.log", ready_url=f"{url}/readyz"):
         token = (data / "admin-token").read_text().strip()
         yield DevAgent(url=url, nas_url=f"http://127.0.0.1:{nas_port}", admin_token=token, cwd=cwd)
-    finally:
-        stop(process)
-        log.close()
 
 
 def nas_armed(dev: DevAgent) -> dict[str, str]:
