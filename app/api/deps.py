@@ -1,30 +1,65 @@
-"""Request dependencies as `Annotated` aliases."""
+"""Request dependencies as `Annotated` aliases, one per service the routers use."""
 
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.errors import Forbidden, Unauthorized
+from app.fire.service import FireService
+from app.jobs.service import JobService
+from app.reconcile.service import Reconciler
+from app.services import Services, StartupState
 from app.settings import Settings
-
-if TYPE_CHECKING:
-    from app.main import Services
+from app.store import Store
 
 
 def get_services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    services = request.app.state.services
+    if not isinstance(services, Services):
+        raise RuntimeError("the app's lifespan has not built its services")
+    return services
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    settings = request.app.state.settings
+    if not isinstance(settings, Settings):
+        raise RuntimeError("the app was built without settings")
+    return settings
 
 
-ServicesDep = Annotated["Services", Depends(get_services)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _store(services: ServicesDep) -> Store:
+    return services.store
+
+
+def _fires(services: ServicesDep) -> FireService:
+    return services.fires
+
+
+def _jobs(services: ServicesDep) -> JobService:
+    return services.jobs
+
+
+def _reconciler(services: ServicesDep) -> Reconciler:
+    return services.reconciler
+
+
+def _startup(services: ServicesDep) -> StartupState:
+    return services.startup
+
+
+StoreDep = Annotated[Store, Depends(_store)]
+FiresDep = Annotated[FireService, Depends(_fires)]
+JobsDep = Annotated[JobService, Depends(_jobs)]
+ReconcilerDep = Annotated[Reconciler, Depends(_reconciler)]
+StartupDep = Annotated[StartupState, Depends(_startup)]
 
 
 _admin_bearer = HTTPBearer(

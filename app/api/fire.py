@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api.deps import ServicesDep, SettingsDep
+from app.api.deps import FiresDep, SettingsDep
 from app.errors import PayloadTooLarge
 
 router = APIRouter(tags=["fire"])
@@ -76,10 +76,8 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
         },
     },
 )
-async def receive_fire(
-    request: Request, services: ServicesDep, settings: SettingsDep
-) -> JSONResponse:
+async def receive_fire(request: Request, fires: FiresDep, settings: SettingsDep) -> JSONResponse:
     raw = await read_body_limited(request, settings.max_fire_body_bytes)
-    answer = await services.fires.receive(request.headers.get("authorization"), raw)
+    answer = await fires.receive(request.headers.get("authorization"), raw)
     headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after else None
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)

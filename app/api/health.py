@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from app.api.deps import ServicesDep
+from app.api.deps import StartupDep, StoreDep
 from app.store import StoreUnavailable
 
 router = APIRouter(tags=["health"])
@@ -28,14 +28,13 @@ class Readiness(BaseModel):
     response_model=Readiness,
     responses={503: {"description": "not ready; `reason` says why", "model": Readiness}},
 )
-async def readyz(services: ServicesDep) -> JSONResponse:
+async def readyz(store: StoreDep, startup: StartupDep) -> JSONResponse:
     try:
-        await services.store.ping()
+        await store.ping()
     except StoreUnavailable:
         return JSONResponse(
             {"status": "unavailable", "reason": "store unreachable"}, status_code=503
         )
-    startup = services.startup
     if not startup.done:
         reason = "startup reconcile not finished"
         if startup.last_error:

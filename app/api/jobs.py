@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import AdminDep, ServicesDep
+from app.api.deps import AdminDep, JobsDep, ReconcilerDep
 from app.jobs.schemas import JobCreate, JobOut, JobPatch, RunOut
+from app.jobs.service import JobService
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -20,23 +21,20 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such job
 router = APIRouter(prefix="/api", tags=["admin"], dependencies=[AdminDep], responses=_AUTH_ERRORS)
 
 
-async def _job_out(services: Any, job_id: str) -> JobOut:
-    job, pending = await services.jobs.get(job_id)
+async def _job_out(jobs: JobService, job_id: str) -> JobOut:
+    job, pending = await jobs.get(job_id)
     return JobOut.from_record(job, nas_pending=pending)
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut, summary="Create a job and arm it")
-async def create_job(body: JobCreate, services: ServicesDep) -> JobOut:
-    job = await services.jobs.create(body)
-    return await _job_out(services, job.id)
+async def create_job(body: JobCreate, jobs: JobsDep) -> JobOut:
+    job = await jobs.create(body)
+    return await _job_out(jobs, job.id)
 
 
 @router.get("/jobs", response_model=list[JobOut], summary="List jobs")
-async def list_jobs(services: ServicesDep) -> list[JobOut]:
-    return [
-        JobOut.from_record(job, nas_pending=pending)
-        for job, pending in await services.jobs.list_jobs()
-    ]
+async def list_jobs(jobs: JobsDep) -> list[JobOut]:
+    return [JobOut.from_record(job, nas_pending=pending) for job, pending in await jobs.list_jobs()]
 
 
 @router.get(
@@ -48,36 +46,36 @@ async def list_jobs(services: ServicesDep) -> list[JobOut]:
 )
 async def get_job(
     job_id: str,
-    services: ServicesDep,
+    jobs: JobsDep,
     preview: int | None = Query(default=None, ge=1, le=1000, description="next N fires"),
 ) -> JobOut:
-    job, pending = await services.jobs.get(job_id)
+    job, pending = await jobs.get(job_id)
     out = JobOut.from_record(job, nas_pending=pending)
     if preview is not None:
-        out.preview = await services.jobs.preview(job, preview)
+        out.preview = await jobs.preview(job, preview)
     return out
 
 
 @router.patch("/jobs/{job_id}", response_model=JobOut, responses=_NOT_FOUND, summary="Edit a job")
-async def update_job(job_id: str, body: JobPatch, services: ServicesDep) -> JobOut:
-    await services.jobs.update(job_id, body)
-    return await _job_out(services, job_id)
+async def update_job(job_id: str, body: JobPatch, jobs: JobsDep) -> JobOut:
+    await jobs.update(job_id, body)
+    return await _job_out(jobs, job_id)
 
 
 @router.delete(
     "/jobs/{job_id}", status_code=204, responses=_NOT_FOUND, summary="Delete a job and cancel it"
 )
-async def delete_job(job_id: str, services: ServicesDep) -> Response:
-    await services.jobs.delete(job_id)
+async def delete_job(job_id: str, jobs: JobsDep) -> Response:
+    await jobs.delete(job_id)
     return Response(status_code=204)
 
 
 @router.post(
     "/jobs/{job_id}/pause", response_model=JobOut, responses=_NOT_FOUND, summary="Pause a job"
 )
-async def pause_job(job_id: str, services: ServicesDep) -> JobOut:
-    await services.jobs.pause(job_id)
-    return await _job_out(services, job_id)
+async def pause_job(job_id: str, jobs: JobsDep) -> JobOut:
+    await jobs.pause(job_id)
+    return await _job_out(jobs, job_id)
 
 
 @router.post(
@@ -86,9 +84,9 @@ async def pause_job(job_id: str, services: ServicesDep) -> JobOut:
     responses={**_NOT_FOUND, 409: {"description": "cannot resume", **_ERROR}},
     summary="Resume a paused job from now",
 )
-async def resume_job(job_id: str, services: ServicesDep) -> JobOut:
-    await services.jobs.resume(job_id)
-    return await _job_out(services, job_id)
+async def resume_job(job_id: str, jobs: JobsDep) -> JobOut:
+    await jobs.resume(job_id)
+    return await _job_out(jobs, job_id)
 
 
 @router.post(
@@ -102,8 +100,8 @@ async def resume_job(job_id: str, services: ServicesDep) -> JobOut:
     },
     summary="Run a job now, outside its schedule (key `manual:<uuid>`)",
 )
-async def trigger_job(job_id: str, services: ServicesDep, response: Response) -> RunOut:
-    run = await services.jobs.trigger(job_id)
+async def trigger_job(job_id: str, jobs: JobsDep, response: Response) -> RunOut:
+    run = await jobs.trigger(job_id)
     if run.status == "skipped":
         response.status_code = 200
     return RunOut.from_record(run)
@@ -116,12 +114,12 @@ async def trigger_job(job_id: str, services: ServicesDep, response: Response) ->
     summary="A job's runs, newest first",
 )
 async def list_runs(
-    job_id: str, services: ServicesDep, limit: int = Query(default=50, ge=1, le=1000)
+    job_id: str, jobs: JobsDep, limit: int = Query(default=50, ge=1, le=1000)
 ) -> list[RunOut]:
-    return [RunOut.from_record(f) for f in await services.jobs.runs(job_id, limit=limit)]
+    return [RunOut.from_record(f) for f in await jobs.runs(job_id, limit=limit)]
 
 
 @router.post("/reconcile", summary="Reconcile NAS arms with the store now")
-async def reconcile(services: ServicesDep) -> dict[str, object]:
-    report = await services.reconciler.reconcile()
+async def reconcile(reconciler: ReconcilerDep) -> dict[str, object]:
+    report = await reconciler.reconcile()
     return report.as_dict()

@@ -3,12 +3,12 @@
 from app.auth.jwks import JwksCache, JwksError, JwksUnavailable, UnknownSigningKey
 from app.auth.verifier import (
     ALLOWED_ALGORITHMS,
-    FIRE_PURPOSE,
     FireTokenVerifier,
     InvalidFireToken,
     SigningKeysUnavailable,
     bearer_token,
 )
+from app.domain.fires import FIRE_PURPOSE
 
 __all__ = [
     "ALLOWED_ALGORITHMS",

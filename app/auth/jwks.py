@@ -113,7 +113,7 @@ class JwksCache:
         if self._failed_until is not None and now < self._failed_until:
             raise JwksUnavailable(f"JWKS fetch failed recently: {self._last_failure}")
         if self._refreshed_at is not None and now - self._refreshed_at < self._refresh_interval:
-            logger.debug("JWKS refresh for kid %r suppressed by the rate limit", kid)
+            logger.debug("JWKS refresh suppressed by the rate limit", extra={"kid": kid})
             raise UnknownSigningKey(self._describe_miss(kid))
 
     async def _refresh(self) -> None:
@@ -125,10 +125,8 @@ class JwksCache:
             self._last_failure = str(exc)
             self._failed_until = self._clock() + self._failure_ttl
             logger.warning(
-                "JWKS fetch from %s failed (%s); not retrying for %.1f s",
-                self._url,
-                exc,
-                self._failure_ttl,
+                "JWKS fetch failed; not retrying until the failure expires",
+                extra={"url": self._url, "error": str(exc), "retry_in_seconds": self._failure_ttl},
             )
             raise
         self._completed_fetches += 1
@@ -138,10 +136,8 @@ class JwksCache:
         self._failed_until = None
         self._last_failure = None
         logger.info(
-            "JWKS refreshed from %s: %d usable keys, kids %s",
-            self._url,
-            len(self._keys),
-            sorted(self._keys_by_kid),
+            "JWKS refreshed",
+            extra={"url": self._url, "keys": len(self._keys), "kids": sorted(self._keys_by_kid)},
         )
 
     async def _fetch_document(self) -> Any:
@@ -173,7 +169,7 @@ def _parse_jwks(document: Any) -> dict[str | None, jwt.PyJWK]:
             if kid in keys:
                 raise _UnusableKey("duplicate kid")
         except _UnusableKey as exc:
-            logger.warning("JWKS key with kid %r skipped: %s", kid, exc)
+            logger.warning("JWKS key skipped", extra={"kid": kid, "error": str(exc)})
             continue
         keys[kid] = key
     if not keys:

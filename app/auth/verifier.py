@@ -9,6 +9,8 @@ from typing import Any
 import jwt
 
 from app.auth.jwks import JwksCache, JwksUnavailable, UnknownSigningKey
+from app.clock import InvalidInstant, parse_instant
+from app.domain.fires import FIRE_PURPOSE
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +28,6 @@ ALLOWED_ALGORITHMS = (
     "ES512",
     "EdDSA",
 )
-FIRE_PURPOSE = "cron_fire"
 REQUIRED_CLAIMS = ("exp", "aud", "iss")  # and purpose; iat and nbf are checked when present
 
 
@@ -97,7 +98,7 @@ class FireTokenVerifier:
             if check_binding:
                 _check_fire_binding(claims, job_id=job_id, fire_at=fire_at)
         except InvalidFireToken as exc:
-            logger.info("fire token rejected: %s", exc.reason)
+            logger.info("fire token rejected", extra={"reason": exc.reason})
             raise
         return claims
 
@@ -184,9 +185,6 @@ def _parse_instant(value: Any) -> datetime:
     if not isinstance(value, str):
         raise InvalidFireToken("invalid fire_at claim")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
+        return parse_instant(value)
+    except InvalidInstant as exc:
         raise InvalidFireToken("invalid fire_at claim") from exc
-    if parsed.utcoffset() is None:
-        raise InvalidFireToken("invalid fire_at claim")
-    return parsed.astimezone(UTC)

@@ -4,9 +4,10 @@
 run it with uvicorn. Routes under `/_emulator` exist only in the emulator.
 """
 
+from app.domain.fires import FIRE_PURPOSE
 from app.emulator.app import create_emulator_app
 from app.emulator.config import EmulatorConfig, EmulatorConfigError
-from app.emulator.delivery import FIRE_PATH, FIRE_PURPOSE
+from app.emulator.delivery import FIRE_PATH
 from app.emulator.keys import SigningKey, load_signing_key
 from app.emulator.server import build_uvicorn_server, serve_emulator
 

@@ -12,17 +12,16 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.clock import InvalidInstant, parse_instant
 from app.emulator.config import EmulatorConfig
 from app.emulator.delivery import DeliveryScheduler, default_http_client
 from app.emulator.keys import SigningKey, load_signing_key
@@ -33,7 +32,8 @@ from app.emulator.state import (
     ProvisionRequest,
     RetryPolicy,
 )
-from app.errors import ChronosError, InvalidRequest, Unauthorized
+from app.errors import InvalidRequest, Unauthorized
+from app.http_errors import install_error_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +76,12 @@ def create_emulator_app(
         )
         scheduler.start()
         logger.info(
-            "NAS emulator up: iss=%s kid=%s agents=%d",
-            config.public_url,
-            signing_key.kid,
-            len(config.agent_tokens),
+            "NAS emulator up",
+            extra={
+                "iss": config.public_url,
+                "kid": signing_key.kid,
+                "agents": len(config.agent_tokens),
+            },
         )
         try:
             yield
@@ -96,9 +98,7 @@ def create_emulator_app(
         lifespan=lifespan,
     )
     app.state.emulator = EmulatorRuntime(config=config, signing_key=signing_key, registry=registry)
-    app.add_exception_handler(ChronosError, _chronos_error_handler)
-    app.add_exception_handler(RequestValidationError, _validation_error_handler)
-    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    install_error_handlers(app)
     app.include_router(agent_cron_router)
     app.include_router(public_router)
     app.include_router(emulator_router)
@@ -339,7 +339,7 @@ def parse_provision_request(payload: dict[str, Any]) -> ProvisionRequest:
     """Validate a provision body; each error names the offending field."""
     job_id = _parse_job_id(payload)
     fire_at = payload.get("fire_at")
-    fire_at_utc = parse_instant(fire_at, "fire_at")
+    fire_at_utc = instant_field(fire_at, "fire_at")
     assert isinstance(fire_at, str)
     callback_url = _parse_callback_url(payload.get("agent_callback_url"))
     dedup_key = payload.get("dedup_key")
@@ -349,7 +349,7 @@ def parse_provision_request(payload: dict[str, Any]) -> ProvisionRequest:
     if not dedup_key.startswith(prefix):
         raise InvalidRequest('dedup_key: must be "{job_id}:{fire_at}" and start with the job_id')
     try:
-        dedup_instant = parse_instant(dedup_key[len(prefix) :], "dedup_key")
+        dedup_instant = instant_field(dedup_key[len(prefix) :], "dedup_key")
     except InvalidRequest as exc:
         raise InvalidRequest(
             'dedup_key: must be "{job_id}:{fire_at}" with fire_at as ISO 8601 with an offset'
@@ -368,20 +368,19 @@ def parse_provision_request(payload: dict[str, Any]) -> ProvisionRequest:
     )
 
 
-def parse_instant(value: object, field: str) -> datetime:
+def instant_field(value: object, field: str) -> datetime:
     """An ISO 8601 timestamp with a UTC offset, as an aware UTC datetime."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest(f"{field}: required, an ISO 8601 timestamp with offset")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidRequest(f"{field}: not an ISO 8601 timestamp: {value!r}") from exc
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise InvalidRequest(f"{field}: {value!r} has no UTC offset; add one, e.g. 'Z' or '+02:00'")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError as exc:
-        raise InvalidRequest(f"{field}: {value!r} is out of range") from exc
+        return parse_instant(value)
+    except InvalidInstant as exc:
+        problem = {
+            "format": "not an ISO 8601 timestamp: {!r}",
+            "offset": "{!r} has no UTC offset; add one, e.g. 'Z' or '+02:00'",
+            "range": "{!r} is out of range",
+        }[exc.problem]
+        raise InvalidRequest(f"{field}: " + problem.format(value)) from exc
 
 
 def _parse_job_id(payload: dict[str, Any]) -> str:
@@ -409,36 +408,3 @@ def _parse_callback_url(value: object) -> str:
             "(NAS appends /api/cron/fire)"
         )
     return value
-
-
-# -- error rendering -----------------------------------------------------------------------------
-
-
-def _error_response(
-    status_code: int, kind: str, detail: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": kind, "detail": detail}, status_code=status_code, headers=headers)
-
-
-async def _chronos_error_handler(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ChronosError)
-    return _error_response(exc.status_code, exc.kind, exc.message, exc.headers or None)
-
-
-async def _validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    details = []
-    for error in exc.errors():
-        location = [str(part) for part in error.get("loc", ()) if part not in ("query", "body")]
-        details.append(f"{'.'.join(location) or 'request'}: {error.get('msg', 'invalid')}")
-    return _error_response(400, "invalid_request", "; ".join(details) or "invalid request")
-
-
-_HTTP_ERROR_KINDS = {404: "not_found", 405: "method_not_allowed"}
-
-
-async def _http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    kind = _HTTP_ERROR_KINDS.get(exc.status_code, "http_error")
-    headers = dict(exc.headers) if exc.headers else None
-    return _error_response(exc.status_code, kind, str(exc.detail), headers)

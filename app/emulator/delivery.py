@@ -17,15 +17,16 @@ from typing import Any
 
 import httpx
 
+from app.clock import Clock, utc_now
+from app.domain.fires import FIRE_PURPOSE
 from app.emulator.config import EmulatorConfig
 from app.emulator.keys import SigningKey
-from app.emulator.state import ArmRegistry, AttemptResult, Clock, DeliveryTicket, utc_now
+from app.emulator.state import ArmRegistry, AttemptResult, DeliveryTicket
 from app.headers import parse_retry_after
 
 logger = logging.getLogger(__name__)
 
 FIRE_PATH = "/api/cron/fire"
-FIRE_PURPOSE = "cron_fire"
 MAX_CONCURRENT_DELIVERIES = 32
 RESPONSE_BODY_LIMIT = 2048
 # Upper bound on one sleep of the scheduler, so a wall-clock jump cannot delay fires for long.
@@ -145,7 +146,7 @@ class DeliveryScheduler:
                 except Exception as exc:
                     # A bug here must not strand the arm as "delivering" forever: record the
                     # attempt as failed so it goes through backoff like any other failure.
-                    logger.exception("delivery attempt of job %s crashed", ticket.job_id)
+                    logger.exception("delivery attempt crashed", extra={"job_id": ticket.job_id})
                     result = AttemptResult(
                         started_at=self._clock(),
                         status_code=None,

@@ -113,7 +113,7 @@ def _load_or_create(path: Path) -> rsa.RSAPrivateKey:
                 os.unlink(tmp_name)
     except OSError as exc:
         raise EmulatorConfigError(f"key_file: cannot write {str(path)!r} ({exc.strerror})") from exc
-    logger.info("generated a new RS256 signing key in %s", path)
+    logger.info("generated a new RS256 signing key", extra={"path": str(path)})
     return private_key
 
 
@@ -138,5 +138,8 @@ def _load_pem(path: Path) -> rsa.RSAPrivateKey:
             f"RS256 needs at least {KEY_SIZE} bits"
         )
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        logger.warning("signing key file %s is readable by group or others; chmod 600 it", path)
+        logger.warning(
+            "signing key file is readable by group or others; chmod 600 it",
+            extra={"path": str(path)},
+        )
     return private_key

@@ -17,19 +17,15 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
+from app.clock import Clock, utc_now
 from app.errors import InvalidRequest
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 DEFAULT_DELIVERY_LOG_SIZE = 10_000
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ArmState(StrEnum):
@@ -218,12 +214,14 @@ class ArmRegistry:
         jobs[request.job_id] = arm
         self._push(arm)
         logger.info(
-            "armed job %s of agent %s for %s (%s)%s",
-            arm.job_id,
-            instance_id,
-            arm.fire_at,
-            arm.schedule_id,
-            f", replacing {current.schedule_id}" if current else "",
+            "armed",
+            extra={
+                "job_id": arm.job_id,
+                "agent": instance_id,
+                "fire_at": arm.fire_at,
+                "schedule_id": arm.schedule_id,
+                "replaces": current.schedule_id if current else None,
+            },
         )
         self._notify()
         return ProvisionResult(schedule_id=arm.schedule_id, created=True)
@@ -233,7 +231,10 @@ class ArmRegistry:
         arm = self._arms.get(instance_id, {}).pop(job_id, None)
         if arm is None:
             return False
-        logger.info("cancelled job %s of agent %s (%s)", job_id, instance_id, arm.schedule_id)
+        logger.info(
+            "cancelled",
+            extra={"job_id": job_id, "agent": instance_id, "schedule_id": arm.schedule_id},
+        )
         self._notify()
         return True
 
@@ -266,7 +267,7 @@ class ArmRegistry:
         count = sum(len(jobs) for jobs in self._arms.values())
         self._arms.clear()
         self._due.clear()
-        logger.info("cleared all %d arms", count)
+        logger.info("cleared all arms", extra={"count": count})
         self._notify()
         return count
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
+from app.clock import InvalidInstant, parse_instant
 from app.errors import InvalidRequest
+
+_FIRE_AT_PROBLEMS = {
+    "format": "fire_at: not an ISO 8601 timestamp: {!r}",
+    "offset": "fire_at: must carry a UTC offset (for example +00:00 or Z)",
+    "range": "fire_at: out of range",
+}
 
 
 def parse_fire_body(raw: bytes) -> tuple[str, datetime]:
@@ -27,12 +34,6 @@ def parse_fire_body(raw: bytes) -> tuple[str, datetime]:
     if not isinstance(fire_at_text, str):
         raise InvalidRequest("fire_at: must be an ISO 8601 string with a UTC offset")
     try:
-        fire_at = datetime.fromisoformat(fire_at_text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidRequest(f"fire_at: not an ISO 8601 timestamp: {fire_at_text[:64]!r}") from exc
-    if fire_at.utcoffset() is None:
-        raise InvalidRequest("fire_at: must carry a UTC offset (for example +00:00 or Z)")
-    try:
-        return job_id, fire_at.astimezone(UTC)
-    except OverflowError as exc:
-        raise InvalidRequest("fire_at: out of range") from exc
+        return job_id, parse_instant(fire_at_text)
+    except InvalidInstant as exc:
+        raise InvalidRequest(_FIRE_AT_PROBLEMS[exc.problem].format(fire_at_text[:64])) from exc

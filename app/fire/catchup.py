@@ -11,16 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.domain.fires import catchup_key, fire_dedup_key, new_fire
+from app.domain.jobs import advanced_job
+from app.domain.records import FireRecord, JobRecord
+from app.domain.states import Catchup, JobState, NasOp, Overlap, RunKind, RunStatus
 from app.schedule import missed_slots, parse_schedule
-from app.store import (
-    DuplicateFire,
-    FireRecord,
-    JobRecord,
-    Tx,
-    advanced_job,
-    fire_dedup_key,
-    new_fire,
-)
+from app.store import DuplicateFire, Tx
 
 
 @dataclass(frozen=True)
@@ -44,10 +40,10 @@ async def catch_up(
     the grace and overlap say (an explicit resume). Raises `DuplicateFire` when the job is no
     longer as `seen`: another replica or a fire moved it on first."""
     # Lock the job first (the order admission uses) and make sure it is still as seen.
-    job = await tx.get_job(seen.id, for_update=True)
+    job = await tx.jobs.get(seen.id, for_update=True)
     if (
         job is None
-        or job.state != "scheduled"
+        or job.state != JobState.SCHEDULED
         or job.next_run_at is None
         or job.next_run_at != seen.next_run_at
         or job.next_run_at > now
@@ -56,13 +52,13 @@ async def catch_up(
     schedule = parse_schedule(job.schedule, job.timezone)
     slots = missed_slots(schedule, job.anchor_at, job.next_run_at, now)
     plural = "s" if slots.count > 1 else ""
-    await tx.insert_fire(
+    await tx.fires.insert(
         new_fire(
             job_id=job.id,
             fire_at=job.next_run_at,
             dedup_key=fire_dedup_key(job.id, job.next_run_at),
-            kind="scheduled",
-            status="missed",
+            kind=RunKind.SCHEDULED,
+            status=RunStatus.MISSED,
             now=now,
             slots=slots.count,
             error=f"{slots.count}{'+' if slots.capped else ''} slot{plural} passed while nothing"
@@ -72,15 +68,15 @@ async def catch_up(
     run: FireRecord | None = None
     lateness = (now - slots.last).total_seconds()
     within_grace = job.misfire_grace_seconds is None or lateness <= job.misfire_grace_seconds
-    free = job.overlap == "allow" or await tx.running_count(job.id, now) == 0
-    if force_run or (job.catchup == "run_once" and within_grace and free):
-        run = await tx.insert_fire(
+    free = job.overlap == Overlap.ALLOW or await tx.fires.running_count(job.id, now) == 0
+    if force_run or (job.catchup == Catchup.RUN_ONCE and within_grace and free):
+        run = await tx.fires.insert(
             new_fire(
                 job_id=job.id,
                 fire_at=slots.last,
-                dedup_key=f"catchup:{job.id}:{slots.last.isoformat()}",
-                kind="catchup",
-                status="running",
+                dedup_key=catchup_key(job.id, slots.last),
+                kind=RunKind.CATCHUP,
+                status=RunStatus.RUNNING,
                 now=now,
                 lease_owner=owner,
                 lease_expires_at=now + lease,
@@ -90,11 +86,11 @@ async def catch_up(
     exhausted = job.repeat is not None and runs_started >= job.repeat
     nxt = None if exhausted else slots.next_after
     values = advanced_job(next_run_at=nxt, runs_started=runs_started, now=now)
-    values["last_status"] = "running" if run else "missed"
+    values["last_status"] = RunStatus.RUNNING if run else RunStatus.MISSED
     if run:
         values["last_run_at"] = now
-    if not await tx.advance_job(job.id, expected_next_run_at=job.next_run_at, values=values):
+    if not await tx.jobs.advance(job.id, expected_next_run_at=job.next_run_at, values=values):
         raise DuplicateFire(fire_dedup_key(job.id, job.next_run_at))
     if nxt is not None:
-        await tx.queue_nas_op(job.id, "provision", nxt, now)
+        await tx.outbox.queue(job.id, NasOp.PROVISION, nxt, now)
     return CatchUp(slots.count, run, nxt)

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
-from app.store import JobRecord
-
-Disposition = Literal["running", "buffered", "skipped", "missed"]
+from app.domain.records import JobRecord
+from app.domain.states import Overlap, RunStatus
 
 
 @dataclass(frozen=True)
 class Decision:
-    status: Disposition
+    status: RunStatus  # running, buffered, skipped or missed
     reason: str | None = None
 
     @property
     def starts_a_run(self) -> bool:
         """Counted against `repeat`: the fire runs now or right after the current run."""
-        return self.status in ("running", "buffered")
+        return self.status in (RunStatus.RUNNING, RunStatus.BUFFERED)
 
 
 def decide(
@@ -34,12 +32,12 @@ def decide(
         lateness = (now - fire_at).total_seconds()
         if lateness > job.misfire_grace_seconds:
             return Decision(
-                "missed",
+                RunStatus.MISSED,
                 f"delivered {lateness:.0f}s late, beyond the misfire grace of "
                 f"{job.misfire_grace_seconds}s",
             )
-    if running and job.overlap != "allow":
-        if job.overlap == "buffer_one" and not buffered:
-            return Decision("buffered", "waits for the run in progress")
-        return Decision("skipped", "the previous run is still going")
-    return Decision("running")
+    if running and job.overlap != Overlap.ALLOW:
+        if job.overlap == Overlap.BUFFER_ONE and not buffered:
+            return Decision(RunStatus.BUFFERED, "waits for the run in progress")
+        return Decision(RunStatus.SKIPPED, "the previous run is still going")
+    return Decision(RunStatus.RUNNING)

@@ -14,23 +14,18 @@ from typing import Any
 
 from app.auth import FireTokenVerifier, InvalidFireToken, SigningKeysUnavailable, bearer_token
 from app.clock import Clock
+from app.domain.fires import fire_dedup_key, new_fire
+from app.domain.jobs import advance_past, advanced_job
+from app.domain.records import FireRecord, JobRecord
+from app.domain.states import FireOutcome, IgnoredReason, JobState, NasOp, RunKind, RunStatus
 from app.errors import InvalidRequest, ServiceUnavailable, Unauthorized
 from app.fire.body import parse_fire_body
 from app.fire.policy import decide
-from app.jobs.timing import advance_past
+from app.logs import log_context
 from app.nas.client import RetryBudget
-from app.nas.outbox import OutboxPusher
+from app.outbox import OutboxPusher
 from app.runner.executor import RunExecutor
-from app.store import (
-    DuplicateFire,
-    FireRecord,
-    JobRecord,
-    Store,
-    Tx,
-    advanced_job,
-    fire_dedup_key,
-    new_fire,
-)
+from app.store import DuplicateFire, Store, Tx
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +106,13 @@ class FireService:
     async def handle_fire(self, job_id: str, fire_at: datetime) -> FireAnswer:
         """Decide a verified, validated fire; `StoreUnavailable` before anything is durable."""
         key = fire_dedup_key(job_id, fire_at)
-        for _ in range(5):
-            try:
-                decided = await self._decide(job_id, fire_at, key)
-            except DuplicateFire:
-                continue  # a concurrent delivery won: the next round answers a duplicate
-            return await self._settle(decided)
+        with log_context(job_id=job_id, fire_at=fire_at.isoformat()):
+            for _ in range(5):
+                try:
+                    decided = await self._decide(job_id, fire_at, key)
+                except DuplicateFire:
+                    continue  # a concurrent delivery won: the next round answers a duplicate
+                return await self._settle(decided)
         raise RuntimeError(f"fire {key} kept conflicting with concurrent admissions")
 
     async def _decide(self, job_id: str, fire_at: datetime, key: str) -> _Decided:
@@ -124,26 +120,31 @@ class FireService:
         racing another one for the same fire sees its fire and answers a duplicate."""
         async with self.store.transaction() as tx:
             now = self.clock()
-            job = await tx.get_job(job_id, for_update=True)
-            existing = await tx.get_fire_by_key(key)
+            job = await tx.jobs.get(job_id, for_update=True)
+            existing = await tx.fires.get_by_key(key)
             if existing is not None:
                 pending = await self._ensure_armed(tx, job, now)
                 return _Decided(
                     job_id,
                     self._duplicate_answer(existing),
-                    must_arm=pending == "provision",
+                    must_arm=pending == NasOp.PROVISION,
                     push=pending is not None,
                 )
             if job is None:
-                await tx.queue_nas_op(job_id, "cancel", None, now)
-                return _Decided(job_id, self._ignored("unknown_job", job_id, fire_at), push=True)
-            if job.state in ("paused", "completed"):
-                return _Decided(job_id, self._ignored(job.state, job_id, fire_at))
+                await tx.outbox.queue(job_id, NasOp.CANCEL, None, now)
+                return _Decided(
+                    job_id, self._ignored(IgnoredReason.UNKNOWN_JOB, job_id, fire_at), push=True
+                )
+            if job.state != JobState.SCHEDULED:
+                reason = IgnoredReason(job.state.value)  # paused or completed
+                return _Decided(job_id, self._ignored(reason, job_id, fire_at))
             if job.next_run_at != fire_at:
                 # NAS delivered an arm the job no longer has, so NAS may now hold none for it.
                 pending = await self._ensure_armed(tx, job, now)
                 return _Decided(
-                    job_id, self._ignored("stale", job_id, fire_at), push=pending is not None
+                    job_id,
+                    self._ignored(IgnoredReason.STALE, job_id, fire_at),
+                    push=pending is not None,
                 )
             return await self._admit(tx, job, fire_at, key, now)
 
@@ -155,23 +156,25 @@ class FireService:
             job,
             fire_at,
             now,
-            running=await tx.running_count(job.id, now),
-            buffered=await tx.buffered_fire(job.id) is not None,
+            running=await tx.fires.running_count(job.id, now),
+            buffered=await tx.fires.buffered(job.id) is not None,
         )
         runs_started = job.runs_started + (1 if decision.starts_a_run else 0)
         slots, nxt = advance_past(job, fire_at, now)
         if job.repeat is not None and runs_started >= job.repeat:
             nxt = None
-        error = decision.reason if decision.status in ("missed", "skipped") else None
+        error = (
+            decision.reason if decision.status in (RunStatus.MISSED, RunStatus.SKIPPED) else None
+        )
         if slots > 1:
             late = f"{slots - 1} later slot(s) passed before it was delivered"
             error = f"{error}; {late}" if error else late
-        fire = await tx.insert_fire(
+        fire = await tx.fires.insert(
             new_fire(
                 job_id=job.id,
                 fire_at=fire_at,
                 dedup_key=key,
-                kind="scheduled",
+                kind=RunKind.SCHEDULED,
                 status=decision.status,
                 now=now,
                 lease_owner=self.node_id,
@@ -181,23 +184,21 @@ class FireService:
             )
         )
         values = advanced_job(next_run_at=nxt, runs_started=runs_started, now=now)
-        if decision.status != "buffered":
+        if decision.status != RunStatus.BUFFERED:
             values.update(last_run_at=now, last_status=decision.status)
-        if not await tx.advance_job(job.id, expected_next_run_at=fire_at, values=values):
+        if not await tx.jobs.advance(job.id, expected_next_run_at=fire_at, values=values):
             raise DuplicateFire(key)  # rolls back: another admission moved the job first
         if nxt is not None:
-            await tx.queue_nas_op(job.id, "provision", nxt, now)
+            await tx.outbox.queue(job.id, NasOp.PROVISION, nxt, now)
         else:
             # The job is done: no stray arm may outlive it (a no-op at NAS when this very
             # delivery consumed the arm).
-            await tx.queue_nas_op(job.id, "cancel", None, now)
-        log.info(
-            "fire admitted",
-            extra={"job_id": job.id, "fire_at": fire_at.isoformat(), "status": fire.status},
-        )
+            await tx.outbox.queue(job.id, NasOp.CANCEL, None, now)
+        log.info("fire admitted", extra={"status": fire.status})
         body = {"job_id": job.id, "fire_at": fire_at.isoformat()}
-        if fire.status in ("running", "buffered"):
-            status = "accepted" if fire.status == "running" else "buffered"
+        if fire.status in (RunStatus.RUNNING, RunStatus.BUFFERED):
+            running = fire.status == RunStatus.RUNNING
+            status = FireOutcome.ACCEPTED if running else FireOutcome.BUFFERED
             answer = FireAnswer(202, {"status": status, **body})
         else:  # missed or skipped: recorded, not run; delivery ends here
             answer = FireAnswer(200, {"status": fire.status, "reason": fire.error, **body})
@@ -206,7 +207,7 @@ class FireService:
             answer,
             must_arm=nxt is not None,
             push=True,
-            run=fire if fire.status == "running" else None,
+            run=fire if fire.status == RunStatus.RUNNING else None,
             target=job.target,
         )
 
@@ -214,13 +215,13 @@ class FireService:
         """Queue a re-arm of a scheduled job's current fire unless an operation is pending;
         returns the job's pending operation. Provision is an upsert: a no-op at NAS when the
         arm is there already."""
-        pending = await tx.get_nas_op(job.id) if job is not None else None
+        pending = await tx.outbox.get(job.id) if job is not None else None
         if pending is not None:
             return pending.op
-        if job is None or job.state != "scheduled" or job.next_run_at is None:
+        if job is None or job.state != JobState.SCHEDULED or job.next_run_at is None:
             return None
-        await tx.queue_nas_op(job.id, "provision", job.next_run_at, now)
-        return "provision"
+        await tx.outbox.queue(job.id, NasOp.PROVISION, job.next_run_at, now)
+        return NasOp.PROVISION
 
     async def _settle(self, decided: _Decided) -> FireAnswer:
         """After commit: start the run, push the job's NAS operation within the fire budget.
@@ -242,7 +243,7 @@ class FireService:
         return FireAnswer(
             200,
             {
-                "status": "duplicate",
+                "status": FireOutcome.DUPLICATE,
                 "job_id": fire.job_id,
                 "fire_at": fire.fire_at.isoformat(),
                 "run_status": fire.status,
@@ -250,14 +251,11 @@ class FireService:
         )
 
     def _ignored(self, reason: str, job_id: str, fire_at: datetime) -> FireAnswer:
-        log.info(
-            "fire ignored",
-            extra={"job_id": job_id, "fire_at": fire_at.isoformat(), "reason": reason},
-        )
+        log.info("fire ignored", extra={"reason": reason})
         return FireAnswer(
             200,
             {
-                "status": "ignored",
+                "status": FireOutcome.IGNORED,
                 "reason": reason,
                 "job_id": job_id,
                 "fire_at": fire_at.isoformat(),

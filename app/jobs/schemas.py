@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
+from app.domain.records import FireRecord, JobRecord
+from app.domain.states import Catchup, JobState, Overlap, RunKind, RunStatus
 from app.runner.targets import Target
-from app.store import FireRecord, JobRecord
 
 
 def _iso_utc(value: datetime) -> str:
@@ -16,8 +17,6 @@ def _iso_utc(value: datetime) -> str:
 
 
 UtcTime = Annotated[datetime, PlainSerializer(_iso_utc, return_type=str)]
-Catchup = Literal["run_once", "skip"]
-Overlap = Literal["skip", "allow", "buffer_one"]
 
 _GRACE = (
     "seconds a fire may be late and still run; later ones are recorded as missed (null: no limit)"
@@ -45,8 +44,8 @@ class JobCreate(BaseModel):
         default=None, ge=1, description="runs before the job completes; default 1 for one-shots"
     )
     misfire_grace_seconds: int | None = Field(default=None, ge=0, description=_GRACE)
-    catchup: Catchup = Field(default="run_once", description=_CATCHUP)
-    overlap: Overlap = Field(default="skip", description=_OVERLAP)
+    catchup: Catchup = Field(default=Catchup.RUN_ONCE, description=_CATCHUP)
+    overlap: Overlap = Field(default=Overlap.SKIP, description=_OVERLAP)
 
 
 class JobPatch(BaseModel):
@@ -70,13 +69,13 @@ class JobOut(BaseModel):
     target: dict[str, Any]
     repeat: int | None
     runs_started: int
-    state: str = Field(description="scheduled | paused | completed")
+    state: JobState
     next_run_at: UtcTime | None
     last_run_at: UtcTime | None
-    last_status: str | None
+    last_status: RunStatus | None
     misfire_grace_seconds: int | None
-    catchup: str
-    overlap: str
+    catchup: Catchup
+    overlap: Overlap
     created_at: UtcTime
     updated_at: UtcTime
     completed_at: UtcTime | None
@@ -116,11 +115,9 @@ class RunOut(BaseModel):
     key: str = Field(
         description="`{job_id}:{fire_at}` for scheduled fires, `manual:<uuid>` for manual runs"
     )
-    kind: str = Field(description="scheduled | manual | catchup")
+    kind: RunKind
     fire_at: UtcTime
-    status: str = Field(
-        description="buffered | running | succeeded | failed | timed_out | missed | skipped"
-    )
+    status: RunStatus
     count: int = Field(description="schedule slots this record stands for (coalesced missed slots)")
     attempt: int
     started_at: UtcTime | None

@@ -6,21 +6,23 @@ from __future__ import annotations
 
 import logging
 import secrets
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from app.clock import Clock
+from app.domain.fires import manual_key, new_fire
+from app.domain.jobs import next_run_after
+from app.domain.records import FireRecord, JobRecord
+from app.domain.states import Catchup, JobState, NasOp, RunKind, RunStatus
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.fire.catchup import catch_up
 from app.fire.policy import decide
 from app.jobs.schemas import JobCreate, JobPatch
-from app.jobs.timing import next_run_after
 from app.nas.client import RetryBudget
-from app.nas.outbox import OutboxPusher
+from app.outbox import OutboxPusher
 from app.runner.executor import RunExecutor
 from app.schedule import Schedule, ScheduleError, first_fire, parse_schedule, upcoming_fires
-from app.store import FireRecord, JobRecord, Store, Tx, new_fire
+from app.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +72,20 @@ class JobService:
     async def get(self, job_id: str) -> tuple[JobRecord, str | None]:
         async with self.store.transaction() as tx:
             job = await self._require(tx, job_id)
-            op = await tx.get_nas_op(job_id)
+            op = await tx.outbox.get(job_id)
         return job, op.op if op else None
 
     async def list_jobs(self) -> list[tuple[JobRecord, str | None]]:
         """Every job with its pending NAS operation, if any."""
         async with self.store.transaction() as tx:
-            jobs = await tx.list_jobs()
-            pending = {op.job_id: op.op for op in await tx.list_nas_ops()}
+            jobs = await tx.jobs.list_all()
+            pending = {op.job_id: op.op for op in await tx.outbox.list_all()}
         return [(job, pending.get(job.id)) for job in jobs]
 
     async def runs(self, job_id: str, *, limit: int) -> list[FireRecord]:
         async with self.store.transaction() as tx:
             await self._require(tx, job_id)
-            return await tx.list_fires(job_id, limit=limit)
+            return await tx.fires.list_for_job(job_id, limit=limit)
 
     # -- changes -----------------------------------------------------------------------
 
@@ -101,7 +103,7 @@ class JobService:
             "target": data.target.model_dump(mode="json"),
             "repeat": repeat,
             "runs_started": 0,
-            "state": "scheduled",
+            "state": JobState.SCHEDULED,
             "anchor_at": now,
             "next_run_at": first,
             "created_at": now,
@@ -111,8 +113,8 @@ class JobService:
             "overlap": data.overlap,
         }
         async with self.store.transaction() as tx:
-            job = await tx.insert_job(values)
-            await tx.queue_nas_op(job_id, "provision", first, now)
+            job = await tx.jobs.insert(values)
+            await tx.outbox.queue(job_id, NasOp.PROVISION, first, now)
         log.info("job created", extra={"job_id": job_id, "next_run_at": first.isoformat()})
         await self._sync(job_id)
         return job
@@ -136,7 +138,7 @@ class JobService:
             for policy in ("repeat", "misfire_grace_seconds", "catchup", "overlap"):
                 if policy in changes:
                     values[policy] = changes[policy]
-            op: tuple[str, datetime | None] | None = None
+            op: tuple[NasOp, datetime | None] | None = None
             new_schedule = changes.get("schedule", job.schedule)
             new_zone = changes.get("timezone", job.timezone)
             if (new_schedule, new_zone) != (job.schedule, job.timezone):
@@ -148,22 +150,26 @@ class JobService:
                 values.update(
                     schedule=schedule.text, timezone=new_zone, anchor_at=now, next_run_at=first
                 )
-                if job.state == "completed":
-                    values.update(state="scheduled", runs_started=0, completed_at=None)
-                if job.state != "paused":
-                    op = ("provision", first)
+                if job.state == JobState.COMPLETED:
+                    values.update(state=JobState.SCHEDULED, runs_started=0, completed_at=None)
+                if job.state != JobState.PAUSED:
+                    op = (NasOp.PROVISION, first)
             else:
                 repeat = values.get("repeat", job.repeat)
                 one_shot = parse_schedule(job.schedule, job.timezone).is_one_shot
                 if "repeat" in changes and repeat not in (None, 1) and one_shot:
                     raise InvalidRequest(_ONE_SHOT_REPEAT)
-                if job.state != "completed" and repeat is not None and job.runs_started >= repeat:
-                    values.update(state="completed", next_run_at=None, completed_at=now)
-                    if job.state == "scheduled":
-                        op = ("cancel", None)
-            updated = await tx.update_job(job_id, values)
+                if (
+                    job.state != JobState.COMPLETED
+                    and repeat is not None
+                    and job.runs_started >= repeat
+                ):
+                    values.update(state=JobState.COMPLETED, next_run_at=None, completed_at=now)
+                    if job.state == JobState.SCHEDULED:
+                        op = (NasOp.CANCEL, None)
+            updated = await tx.jobs.update(job_id, values)
             if op is not None:
-                await tx.queue_nas_op(job_id, op[0], op[1], now)
+                await tx.outbox.queue(job_id, op[0], op[1], now)
         if op is not None:
             await self._sync(job_id)
         return updated
@@ -172,8 +178,9 @@ class JobService:
         now = self.clock()
         async with self.store.transaction() as tx:
             await self._require(tx, job_id, for_update=True)
-            await tx.delete_job(job_id)
-            await tx.queue_nas_op(job_id, "cancel", None, now)
+            await tx.fires.delete_for_jobs([job_id])
+            await tx.jobs.delete(job_id)
+            await tx.outbox.queue(job_id, NasOp.CANCEL, None, now)
         log.info("job deleted", extra={"job_id": job_id})
         await self._sync(job_id)
 
@@ -181,12 +188,12 @@ class JobService:
         now = self.clock()
         async with self.store.transaction() as tx:
             job = await self._require(tx, job_id, for_update=True)
-            if job.state == "completed":
+            if job.state == JobState.COMPLETED:
                 raise Conflict("job is completed; edit its schedule to run it again")
-            if job.state == "paused":
+            if job.state == JobState.PAUSED:
                 return job
-            job = await tx.update_job(job_id, {"state": "paused", "updated_at": now})
-            await tx.queue_nas_op(job_id, "cancel", None, now)
+            job = await tx.jobs.update(job_id, {"state": JobState.PAUSED, "updated_at": now})
+            await tx.outbox.queue(job_id, NasOp.CANCEL, None, now)
         await self._sync(job_id)
         return job
 
@@ -197,15 +204,15 @@ class JobService:
         run: FireRecord | None = None
         async with self.store.transaction() as tx:
             job = await self._require(tx, job_id, for_update=True)
-            if job.state == "completed":
+            if job.state == JobState.COMPLETED:
                 raise Conflict("job is completed; edit its schedule to run it again")
-            if job.state == "scheduled":
+            if job.state == JobState.SCHEDULED:
                 return job
             schedule = _parse(job.schedule, job.timezone)
             if schedule.is_one_shot:
                 due = job.next_run_at or first_fire(schedule, job.anchor_at)
                 assert due is not None
-                if due <= now and job.catchup != "run_once":
+                if due <= now and job.catchup != Catchup.RUN_ONCE:
                     raise Conflict(
                         f"the one-shot time {due.isoformat()} has passed and catchup is"
                         f" {job.catchup!r}; edit the schedule to run it again"
@@ -215,8 +222,8 @@ class JobService:
                 nxt = next_run_after(job, now)
             if nxt is None:
                 raise Conflict("the schedule has no future fire")
-            job = await tx.update_job(
-                job_id, {"state": "scheduled", "next_run_at": nxt, "updated_at": now}
+            job = await tx.jobs.update(
+                job_id, {"state": JobState.SCHEDULED, "next_run_at": nxt, "updated_at": now}
             )
             if nxt <= now:
                 caught_up = await catch_up(
@@ -225,7 +232,7 @@ class JobService:
                 run = caught_up.run
                 job = await self._require(tx, job_id)
             else:
-                await tx.queue_nas_op(job_id, "provision", nxt, now)
+                await tx.outbox.queue(job_id, NasOp.PROVISION, nxt, now)
         if run is not None:
             self.executor.start(run, job.target)
         await self._sync(job_id)
@@ -243,47 +250,50 @@ class JobService:
                 job,
                 None,
                 now,
-                running=await tx.running_count(job_id, now),
-                buffered=await tx.buffered_fire(job_id) is not None,
+                running=await tx.fires.running_count(job_id, now),
+                buffered=await tx.fires.buffered(job_id) is not None,
             )
-            fire = await tx.insert_fire(
+            fire = await tx.fires.insert(
                 new_fire(
                     job_id=job_id,
                     fire_at=now,
-                    dedup_key=f"manual:{uuid.uuid4()}",
-                    kind="manual",
+                    dedup_key=manual_key(),
+                    kind=RunKind.MANUAL,
                     status=decision.status,
                     now=now,
                     lease_owner=self.node_id,
                     lease_expires_at=now + self.lease,
-                    error=decision.reason if decision.status == "skipped" else None,
+                    error=decision.reason if decision.status == RunStatus.SKIPPED else None,
                 )
             )
-            if decision.status == "running":
-                await tx.update_job(job_id, {"last_run_at": now, "last_status": "running"})
-        if fire.status == "running":
+            if decision.status == RunStatus.RUNNING:
+                await tx.jobs.update(job_id, {"last_run_at": now, "last_status": RunStatus.RUNNING})
+        if fire.status == RunStatus.RUNNING:
             self.executor.start(fire, job.target)
         log.info(
             "manual run admitted",
-            extra={"job_id": job_id, "key": fire.dedup_key, "status": fire.status},
+            extra={"job_id": job_id, "run_key": fire.dedup_key, "status": fire.status},
         )
         return fire
 
     async def preview(self, job: JobRecord, count: int) -> list[datetime]:
         """The job's next `count` fires, starting at `next_run_at`."""
-        if job.next_run_at is None or job.state == "completed":
+        if job.next_run_at is None or job.state == JobState.COMPLETED:
             return []
         schedule = _parse(job.schedule, job.timezone)
         return upcoming_fires(schedule, job.anchor_at, job.next_run_at, count)
 
     async def purge_completed(self, retention: timedelta) -> int:
+        """Delete completed jobs (and their runs) that finished more than `retention` ago."""
         async with self.store.transaction() as tx:
-            return await tx.purge_completed_jobs(self.clock() - retention)
+            old = await tx.jobs.completed_before(self.clock() - retention)
+            await tx.fires.delete_for_jobs(old)
+            return await tx.jobs.delete_many(old)
 
     # -- helpers -------------------------------------------------------------------------
 
     async def _require(self, tx: Tx, job_id: str, *, for_update: bool = False) -> JobRecord:
-        job = await tx.get_job(job_id, for_update=for_update)
+        job = await tx.jobs.get(job_id, for_update=for_update)
         if job is None:
             raise NotFound(f"no job with id {job_id!r}")
         return job

@@ -17,8 +17,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from app.clock import parse_instant
+from app.domain.fires import fire_dedup_key
 from app.headers import parse_retry_after
-from app.store import fire_dedup_key
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,7 @@ class NasClient:
                     armed.append(
                         ArmedFire(
                             job_id=str(item["job_id"]),
-                            fire_at=datetime.fromisoformat(
-                                str(item["fire_at"]).replace("Z", "+00:00")
-                            ).astimezone(UTC),
+                            fire_at=parse_instant(str(item["fire_at"])),
                             schedule_id=str(item.get("schedule_id") or ""),
                         )
                     )

@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.clock import Clock
+from app.domain.records import JobRecord
+from app.domain.states import JobState, NasOp
 from app.fire.catchup import catch_up
+from app.logs import log_context
 from app.nas.client import ArmedFire, NasClient, NasError
-from app.nas.outbox import OutboxPusher
+from app.outbox import OutboxPusher
 from app.runner.executor import RunExecutor
-from app.store import DuplicateFire, JobRecord, Store, StoreUnavailable
+from app.store import DuplicateFire, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +87,11 @@ class Reconciler:
             )
         now = self.clock()
         async with self.store.transaction() as tx:
-            jobs = await tx.list_jobs()
-            queued = {op.job_id for op in await tx.list_nas_ops()}
-        wanted = {j.id: j for j in jobs if j.state == "scheduled" and j.next_run_at is not None}
+            jobs = await tx.jobs.list_all()
+            queued = {op.job_id for op in await tx.outbox.list_all()}
+        wanted = {
+            j.id: j for j in jobs if j.state == JobState.SCHEDULED and j.next_run_at is not None
+        }
 
         for job in wanted.values():
             if job.id in queued:
@@ -125,18 +130,20 @@ class Reconciler:
         when `seen` is None) only if the job still is as seen and nothing else was queued for
         it meanwhile: never overwrite a newer operation with one from an old snapshot."""
         async with self.store.transaction() as tx:
-            current = await tx.get_job(job_id, for_update=True)
-            if await tx.get_nas_op(job_id) is not None:
+            current = await tx.jobs.get(job_id, for_update=True)
+            if await tx.outbox.get(job_id) is not None:
                 return False
-            wanted = current is not None and current.state == "scheduled" and current.next_run_at
+            wanted = (
+                current is not None and current.state == JobState.SCHEDULED and current.next_run_at
+            )
             if seen is None:
                 if wanted:
                     return False  # created or resumed meanwhile: not an orphan any more
-                await tx.queue_nas_op(job_id, "cancel", None, now)
+                await tx.outbox.queue(job_id, NasOp.CANCEL, None, now)
                 return True
             if not wanted or current is None or current.next_run_at != seen.next_run_at:
                 return False
-            await tx.queue_nas_op(job_id, "provision", seen.next_run_at, now)
+            await tx.outbox.queue(job_id, NasOp.PROVISION, seen.next_run_at, now)
             return True
 
     async def _catch_up(self, job: JobRecord, now: datetime) -> datetime | None:
@@ -148,15 +155,13 @@ class Reconciler:
                 )
         except DuplicateFire:
             return None  # a fire or another replica moved the job on meanwhile
-        log.warning(
-            "fire missed: it passed while nothing was armed",
-            extra={
-                "job_id": job.id,
-                "fire_at": job.next_run_at.isoformat() if job.next_run_at else None,
-                "slots": result.missed,
-                "catch_up_run": result.run is not None,
-            },
-        )
+        with log_context(
+            job_id=job.id, fire_at=job.next_run_at.isoformat() if job.next_run_at else None
+        ):
+            log.warning(
+                "fire missed: it passed while nothing was armed",
+                extra={"slots": result.missed, "catch_up_run": result.run is not None},
+            )
         if result.run is not None:
             self.executor.start(result.run, job.target)
         return result.next_run_at

@@ -8,8 +8,12 @@ import logging
 from datetime import datetime, timedelta
 
 from app.clock import Clock
+from app.domain.fires import fire_dedup_key
+from app.domain.records import FireRecord
+from app.domain.states import RunKind, RunStatus
+from app.logs import log_context
 from app.runner.targets import RunContext, RunResult, TargetRunner, parse_target
-from app.store import FireRecord, Store, StoreUnavailable, Tx, fire_dedup_key
+from app.store import Store, StoreUnavailable, Tx
 
 log = logging.getLogger(__name__)
 
@@ -18,9 +22,19 @@ def run_context(fire: FireRecord) -> RunContext:
     """What the target sees. A catch-up run stands for its slot, so its `Idempotency-Key` is
     the slot's `{job_id}:{fire_at}`, as for the scheduled fire it replaces."""
     key = fire.dedup_key
-    if fire.kind == "catchup":
+    if fire.kind == RunKind.CATCHUP:
         key = fire_dedup_key(fire.job_id, fire.fire_at)
     return RunContext(job_id=fire.job_id, fire_at=fire.fire_at, dedup_key=key)
+
+
+def run_log_fields(fire: FireRecord) -> dict[str, object]:
+    """The context every log line of a run carries."""
+    return {
+        "job_id": fire.job_id,
+        "fire_at": fire.fire_at.isoformat(),
+        "attempt": fire.attempt,
+        "run_key": fire.dedup_key,
+    }
 
 
 class RunExecutor:
@@ -55,7 +69,9 @@ class RunExecutor:
         return len(self._tasks)
 
     def start(self, fire: FireRecord, target: dict[str, object]) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._run(fire, target), name=f"run:{fire.dedup_key}")
+        # The task copies the context as it is created: every line it logs carries the run's.
+        with log_context(**run_log_fields(fire)):
+            task = asyncio.create_task(self._run(fire, target), name=f"run:{fire.dedup_key}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -77,29 +93,23 @@ class RunExecutor:
         """Take over fires whose lease expired, and run them again; returns how many."""
         now = self.clock()
         async with self.store.transaction() as tx:
-            expired = await tx.expired_leases(now)
+            expired = await tx.fires.expired_leases(now)
         taken = 0
         for fire in expired:
             if fire.id in self._local:
                 continue  # still running here: its renewer decides whether it keeps the lease
             async with self.store.transaction() as tx:
-                mine = await tx.take_over_lease(
+                mine = await tx.fires.take_over_lease(
                     fire, owner=self.node_id, lease_expires_at=now + self.lease, now=now
                 )
-                job = await tx.get_job(fire.job_id) if mine else None
+                job = await tx.jobs.get(fire.job_id) if mine else None
             if mine is None:
                 continue
             if job is None:
-                await self._finish(mine, RunResult("failed", None, None, "job was deleted"))
+                await self._finish(mine, RunResult(RunStatus.FAILED, None, None, "job was deleted"))
                 continue
-            log.warning(
-                "resuming a run whose lease expired",
-                extra={
-                    "job_id": mine.job_id,
-                    "fire_at": mine.fire_at.isoformat(),
-                    "attempt": mine.attempt,
-                },
-            )
+            with log_context(**run_log_fields(mine)):
+                log.warning("resuming a run whose lease expired")
             self.start(mine, job.target)
             taken += 1
         return taken
@@ -108,7 +118,9 @@ class RunExecutor:
         try:
             target = parse_target(dict(target_data))
         except ValueError as exc:
-            await self._finish(fire, RunResult("failed", None, None, f"invalid target: {exc}"))
+            await self._finish(
+                fire, RunResult(RunStatus.FAILED, None, None, f"invalid target: {exc}")
+            )
             return
         work = asyncio.create_task(self.targets.run(target, run_context(fire)))
         lease_lost = asyncio.Event()
@@ -119,10 +131,7 @@ class RunExecutor:
         except asyncio.CancelledError:
             if not lease_lost.is_set():
                 raise  # shutdown: the lease expires and another attempt resumes the fire
-            log.error(
-                "run stopped: its lease was lost, another attempt owns the fire",
-                extra={"job_id": fire.job_id, "fire_at": fire.fire_at.isoformat()},
-            )
+            log.error("run stopped: its lease was lost, another attempt owns the fire")
             return
         finally:
             self._local.discard(fire.id)
@@ -141,12 +150,12 @@ class RunExecutor:
             await asyncio.sleep(interval)
             try:
                 async with self.store.transaction() as tx:
-                    kept = await tx.renew_lease(
+                    kept = await tx.fires.renew_lease(
                         fire.id, fire.fencing_token, self.clock() + self.lease
                     )
             except StoreUnavailable:
                 if self.clock() - renewed_at < self.lease:
-                    log.warning("could not renew a lease; retrying", extra={"job_id": fire.job_id})
+                    log.warning("could not renew a lease; retrying")
                     continue
                 kept = False  # the lease has run out: another replica may take the fire over
             if not kept:
@@ -163,8 +172,8 @@ class RunExecutor:
             try:
                 async with self.store.transaction() as tx:
                     # Lock the job first: an admission buffering a fire for it waits for us.
-                    job = await tx.get_job(fire.job_id, for_update=True)
-                    recorded = await tx.finish_fire(
+                    job = await tx.jobs.get(fire.job_id, for_update=True)
+                    recorded = await tx.fires.finish(
                         fire.id,
                         fire.fencing_token,
                         status=result.status,
@@ -174,7 +183,7 @@ class RunExecutor:
                         error=result.error,
                     )
                     if recorded and job is not None:
-                        await tx.update_job(fire.job_id, {"last_status": result.status})
+                        await tx.jobs.update(fire.job_id, {"last_status": result.status})
                         buffered = await self._take_buffered(tx, fire.job_id, now)
                         target = job.target
                 break
@@ -183,25 +192,16 @@ class RunExecutor:
                 await asyncio.sleep(min(2**attempt, 10))
         else:
             return
-        log.info(
-            "run finished",
-            extra={
-                "job_id": fire.job_id,
-                "fire_at": fire.fire_at.isoformat(),
-                "attempt": fire.attempt,
-                "status": result.status,
-                "recorded": recorded,
-            },
-        )
+        log.info("run finished", extra={"status": result.status, "recorded": recorded})
         if buffered is not None and target is not None:
             self.start(buffered, target)
 
     async def _take_buffered(self, tx: Tx, job_id: str, now: datetime) -> FireRecord | None:
         """Claim the job's buffered fire if no other run of the job is going."""
-        waiting = await tx.buffered_fire(job_id)
-        if waiting is None or await tx.running_count(job_id, now):
+        waiting = await tx.fires.buffered(job_id)
+        if waiting is None or await tx.fires.running_count(job_id, now):
             return None
-        return await tx.start_buffered(
+        return await tx.fires.start_buffered(
             waiting, owner=self.node_id, lease_expires_at=now + self.lease, now=now
         )
 
@@ -209,11 +209,11 @@ class RunExecutor:
         """Start buffered fires whose job has no run going (their replica died before)."""
         now = self.clock()
         async with self.store.transaction() as tx:
-            stranded = await tx.stranded_buffered()
+            stranded = await tx.fires.stranded_buffered()
         started = 0
         for fire in stranded:
             async with self.store.transaction() as tx:
-                job = await tx.get_job(fire.job_id, for_update=True)
+                job = await tx.jobs.get(fire.job_id, for_update=True)
                 mine = await self._take_buffered(tx, fire.job_id, now) if job else None
             if mine is not None and job is not None:
                 self.start(mine, job.target)

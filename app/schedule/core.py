@@ -99,7 +99,7 @@ def parse_schedule(text: str, timezone: str = "UTC") -> Schedule:
         return Schedule("cron", raw, timezone, cron=expression)
     if len(fields) == 1:
         try:
-            at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            at = datetime.fromisoformat(raw)  # 3.11 reads a trailing Z
         except ValueError:
             pass
         else:

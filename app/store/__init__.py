@@ -1,25 +1,8 @@
-"""Persistence: every SQL statement of the service lives in this package."""
+"""Persistence: every SQL statement of the service lives in this package, one repository per
+table (`jobs`, `fires`, `outbox`) over a shared transaction (`Store.transaction()`)."""
 
-from app.store.records import FireRecord, JobRecord, OutboxRecord
-from app.store.store import (
-    DuplicateFire,
-    Store,
-    StoreUnavailable,
-    Tx,
-    advanced_job,
-    fire_dedup_key,
-    new_fire,
-)
+from app.store.engine import Store
+from app.store.errors import DuplicateFire, StoreUnavailable
+from app.store.tx import Tx
 
-__all__ = [
-    "DuplicateFire",
-    "FireRecord",
-    "JobRecord",
-    "OutboxRecord",
-    "Store",
-    "StoreUnavailable",
-    "Tx",
-    "advanced_job",
-    "fire_dedup_key",
-    "new_fire",
-]
+__all__ = ["DuplicateFire", "Store", "StoreUnavailable", "Tx"]

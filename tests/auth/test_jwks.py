@@ -12,6 +12,7 @@ import pytest_asyncio
 from jwt.algorithms import RSAAlgorithm
 
 from app.auth import JwksCache, JwksUnavailable, UnknownSigningKey
+from app.logs import JsonFormatter
 from tests.support import ManualClock
 from tests.support.keys import JwksEndpoint, SigningKey, jwks_document
 
@@ -303,7 +304,8 @@ async def test_logs_refreshes_and_failures_without_key_material(
     with pytest.raises(JwksUnavailable):
         await cache.get_signing_key("rsa-2")
 
-    messages = [record.getMessage() for record in caplog.records]
+    # Each line as the service writes it: the event and its fields.
+    messages = [JsonFormatter().format(record) for record in caplog.records]
     assert any("refreshed" in message and "rsa-1" in message for message in messages)
     assert any("failed" in message and "HTTP 500" in message for message in messages)
     for secret_part in (RSA.public_jwk()["n"], EC.public_jwk()["x"]):

@@ -202,7 +202,7 @@ def test_nas_contract_documents_the_fire_token(nas_doc: dict[str, Any]) -> None:
     )
     assert {"RS256", "ES256"} <= algorithms
     assert not {a for a in algorithms if a.startswith("HS") or a == "none"}
-    from app.auth.verifier import ALLOWED_ALGORITHMS, FIRE_PURPOSE
+    from app.auth import ALLOWED_ALGORITHMS, FIRE_PURPOSE
 
     assert algorithms == set(ALLOWED_ALGORITHMS)
     assert FIRE_PURPOSE == "cron_fire"

@@ -398,8 +398,8 @@ async def test_a_run_that_loses_its_lease_is_stopped(
         await wait_until(lambda: _async(len(lines(tmp_path)) == 1), what="the run started")
         store = agent.services.store
         async with store.transaction() as tx:
-            [fire] = await tx.list_fires(job["id"])
-            stolen = await tx.take_over_lease(
+            [fire] = await tx.fires.list_for_job(job["id"])
+            stolen = await tx.fires.take_over_lease(
                 fire,
                 owner="another-replica",
                 lease_expires_at=clock_now() + timedelta(minutes=5),
@@ -410,7 +410,7 @@ async def test_a_run_that_loses_its_lease_is_stopped(
         await agent.services.executor.wait_idle(timeout=10)
         assert agent.services.executor.active == 0
         async with store.transaction() as tx:
-            [fire] = await tx.list_fires(job["id"])
+            [fire] = await tx.fires.list_for_job(job["id"])
         assert fire.status == "running" and fire.lease_owner == "another-replica"
 
 

@@ -291,8 +291,8 @@ async def test_delete_cancels_at_nas_and_drops_the_runs(agent: Agent) -> None:
     assert (await call(agent, "GET", f"/api/jobs/{job['id']}")).status_code == 404
     assert (await call(agent, "GET", f"/api/jobs/{job['id']}/runs")).status_code == 404
     async with agent.services.store.transaction() as tx:
-        assert await tx.list_fires(job["id"]) == []
-        assert await tx.get_nas_op(job["id"]) is None
+        assert await tx.fires.list_for_job(job["id"]) == []
+        assert await tx.outbox.get(job["id"]) is None
     assert await list_jobs(agent) == []
     # A late fire for the deleted job is an unknown job now.
     late = await agent.fire(job["id"], job["next_run_at"])

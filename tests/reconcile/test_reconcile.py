@@ -346,7 +346,7 @@ async def test_reconcile_drains_the_outbox(agent: Agent) -> None:
     assert await agent.nas.armed() == {job["id"]: job["next_run_at"]}
     assert (await agent.job(job["id"]))["nas_pending"] is None
     async with agent.services.store.transaction() as tx:
-        assert await tx.list_nas_ops() == []
+        assert await tx.outbox.list_all() == []
 
 
 async def test_concurrent_reconciles_agree(agent: Agent) -> None:

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from app.store import DuplicateFire, Store, fire_dedup_key
+from app.domain.fires import fire_dedup_key
+from app.domain.states import NasOp
+from app.store import DuplicateFire, Store
 
 pytestmark = pytest.mark.asyncio
 
@@ -51,9 +53,9 @@ def fire_values(job_id: str = "job1", fire_at: datetime = T0, **extra: object) -
 async def test_times_round_trip_as_aware_utc(store: Store) -> None:
     paris = timezone(timedelta(hours=1))
     async with store.transaction() as tx:
-        await tx.insert_job(job_values(next_run_at=datetime(2026, 11, 26, 13, 0, tzinfo=paris)))
+        await tx.jobs.insert(job_values(next_run_at=datetime(2026, 11, 26, 13, 0, tzinfo=paris)))
     async with store.transaction() as tx:
-        job = await tx.get_job("job1")
+        job = await tx.jobs.get("job1")
     assert job is not None
     assert job.next_run_at == T0
     assert job.next_run_at.tzinfo is not None
@@ -67,24 +69,24 @@ async def test_dedup_key_is_job_and_utc_instant() -> None:
 
 async def test_second_insert_of_the_same_fire_is_a_duplicate(store: Store) -> None:
     async with store.transaction() as tx:
-        await tx.insert_job(job_values())
-        await tx.insert_fire(fire_values())
+        await tx.jobs.insert(job_values())
+        await tx.fires.insert(fire_values())
     with pytest.raises(DuplicateFire):
         async with store.transaction() as tx:
-            await tx.insert_fire(fire_values())
+            await tx.fires.insert(fire_values())
     async with store.transaction() as tx:
-        fires = await tx.list_fires("job1")
+        fires = await tx.fires.list_for_job("job1")
     assert len(fires) == 1
 
 
 async def test_concurrent_inserts_admit_exactly_one(store: Store) -> None:
     async with store.transaction() as tx:
-        await tx.insert_job(job_values())
+        await tx.jobs.insert(job_values())
 
     async def attempt() -> bool:
         try:
             async with store.transaction() as tx:
-                await tx.insert_fire(fire_values())
+                await tx.fires.insert(fire_values())
         except DuplicateFire:
             return False
         return True
@@ -95,12 +97,14 @@ async def test_concurrent_inserts_admit_exactly_one(store: Store) -> None:
 
 async def test_advance_job_is_a_conditional_claim(store: Store) -> None:
     async with store.transaction() as tx:
-        await tx.insert_job(job_values())
+        await tx.jobs.insert(job_values())
     later = T0 + timedelta(minutes=1)
     async with store.transaction() as tx:
-        first = await tx.advance_job("job1", expected_next_run_at=T0, values={"next_run_at": later})
+        first = await tx.jobs.advance(
+            "job1", expected_next_run_at=T0, values={"next_run_at": later}
+        )
     async with store.transaction() as tx:
-        second = await tx.advance_job(
+        second = await tx.jobs.advance(
             "job1", expected_next_run_at=T0, values={"next_run_at": later}
         )
     assert (first, second) == (True, False)
@@ -108,91 +112,95 @@ async def test_advance_job_is_a_conditional_claim(store: Store) -> None:
 
 async def test_advance_job_refuses_paused_jobs(store: Store) -> None:
     async with store.transaction() as tx:
-        await tx.insert_job({**job_values(), "state": "paused"})
-        moved = await tx.advance_job("job1", expected_next_run_at=T0, values={"next_run_at": None})
+        await tx.jobs.insert({**job_values(), "state": "paused"})
+        moved = await tx.jobs.advance("job1", expected_next_run_at=T0, values={"next_run_at": None})
     assert moved is False
 
 
 async def test_outbox_keeps_latest_op_and_acks_only_its_generation(store: Store) -> None:
     async with store.transaction() as tx:
-        first = await tx.queue_nas_op("job1", "provision", T0, T0)
-        second = await tx.queue_nas_op("job1", "cancel", None, T0)
+        first = await tx.outbox.queue("job1", NasOp.PROVISION, T0, T0)
+        second = await tx.outbox.queue("job1", NasOp.CANCEL, None, T0)
     assert second.generation == first.generation + 1
     async with store.transaction() as tx:
-        stale_ack = await tx.ack_nas_op("job1", first.generation)
-        pending = await tx.get_nas_op("job1")
+        stale_ack = await tx.outbox.ack("job1", first.generation)
+        pending = await tx.outbox.get("job1")
     assert stale_ack is False
     assert pending is not None and pending.op == "cancel"
     async with store.transaction() as tx:
-        assert await tx.ack_nas_op("job1", second.generation) is True
-        assert await tx.get_nas_op("job1") is None
+        assert await tx.outbox.ack("job1", second.generation) is True
+        assert await tx.outbox.get("job1") is None
 
 
 async def test_outbox_failure_is_counted(store: Store) -> None:
     async with store.transaction() as tx:
-        op = await tx.queue_nas_op("job1", "provision", T0, T0)
-        await tx.note_nas_failure("job1", op.generation, "HTTP 503", T0)
-        await tx.note_nas_failure("job1", op.generation, "HTTP 503", T0)
-        again = await tx.get_nas_op("job1")
+        op = await tx.outbox.queue("job1", NasOp.PROVISION, T0, T0)
+        await tx.outbox.note_failure("job1", op.generation, "HTTP 503", T0)
+        await tx.outbox.note_failure("job1", op.generation, "HTTP 503", T0)
+        again = await tx.outbox.get("job1")
     assert again is not None and again.attempts == 2 and again.last_error == "HTTP 503"
 
 
 async def test_fencing_token_rejects_a_stale_owner(store: Store) -> None:
     async with store.transaction() as tx:
-        await tx.insert_job(job_values())
-        fire = await tx.insert_fire(fire_values(lease_expires_at=T0 - timedelta(seconds=1)))
+        await tx.jobs.insert(job_values())
+        fire = await tx.fires.insert(fire_values(lease_expires_at=T0 - timedelta(seconds=1)))
     now = T0 + timedelta(seconds=5)
     async with store.transaction() as tx:
-        expired = await tx.expired_leases(now)
+        expired = await tx.fires.expired_leases(now)
     assert [f.id for f in expired] == [fire.id]
     async with store.transaction() as tx:
-        taken = await tx.take_over_lease(
+        taken = await tx.fires.take_over_lease(
             fire, owner="node-b", lease_expires_at=now + timedelta(seconds=60), now=now
         )
     assert taken is not None and taken.fencing_token == 2 and taken.attempt == 2
     async with store.transaction() as tx:
         # The original owner wakes up: neither its renewal nor its result may land.
-        assert await tx.renew_lease(fire.id, 1, now + timedelta(seconds=60)) is False
-        assert not await tx.finish_fire(
+        assert await tx.fires.renew_lease(fire.id, 1, now + timedelta(seconds=60)) is False
+        assert not await tx.fires.finish(
             fire.id, 1, status="succeeded", finished_at=now, outcome=None, output=None, error=None
         )
         # A second take-over with the old token loses too.
-        assert await tx.take_over_lease(fire, owner="node-c", lease_expires_at=now, now=now) is None
-        assert await tx.finish_fire(
+        assert (
+            await tx.fires.take_over_lease(fire, owner="node-c", lease_expires_at=now, now=now)
+            is None
+        )
+        assert await tx.fires.finish(
             fire.id, 2, status="failed", finished_at=now, outcome="exit 1", output=None, error="x"
         )
-        final = await tx.get_fire(fire.id)
+        final = await tx.fires.get(fire.id)
     assert final is not None and final.status == "failed" and final.lease_owner is None
 
 
 async def test_live_leases_are_not_expired(store: Store) -> None:
     async with store.transaction() as tx:
-        await tx.insert_job(job_values())
-        await tx.insert_fire(fire_values())
-        assert await tx.expired_leases(T0 + timedelta(seconds=30)) == []
+        await tx.jobs.insert(job_values())
+        await tx.fires.insert(fire_values())
+        assert await tx.fires.expired_leases(T0 + timedelta(seconds=30)) == []
 
 
 async def test_delete_job_removes_its_fires(store: Store) -> None:
     async with store.transaction() as tx:
-        await tx.insert_job(job_values())
-        await tx.insert_fire(fire_values())
-        assert await tx.delete_job("job1") is True
-        assert await tx.list_fires("job1") == []
-        assert await tx.get_job("job1") is None
+        await tx.jobs.insert(job_values())
+        await tx.fires.insert(fire_values())
+        await tx.fires.delete_for_jobs(["job1"])
+        assert await tx.jobs.delete("job1") is True
+        assert await tx.fires.list_for_job("job1") == []
+        assert await tx.jobs.get("job1") is None
 
 
 async def test_a_run_whose_lease_expired_does_not_count_as_running(store: Store) -> None:
     async with store.transaction() as tx:
-        await tx.insert_job(job_values())
-        await tx.insert_fire(fire_values(lease_expires_at=T0 + timedelta(seconds=60)))
-        assert await tx.running_count("job1", T0 + timedelta(seconds=59)) == 1
-        assert await tx.running_count("job1", T0 + timedelta(seconds=61)) == 0
+        await tx.jobs.insert(job_values())
+        await tx.fires.insert(fire_values(lease_expires_at=T0 + timedelta(seconds=60)))
+        assert await tx.fires.running_count("job1", T0 + timedelta(seconds=59)) == 1
+        assert await tx.fires.running_count("job1", T0 + timedelta(seconds=61)) == 0
 
 
 async def test_long_job_ids_fit(store: Store) -> None:
     long_id = "j" * 200
     async with store.transaction() as tx:
-        await tx.insert_job(job_values(job_id=long_id))
-        await tx.insert_fire(fire_values(job_id=long_id))
-        await tx.queue_nas_op(long_id, "cancel", None, T0)
-        assert (await tx.get_nas_op(long_id)) is not None
+        await tx.jobs.insert(job_values(job_id=long_id))
+        await tx.fires.insert(fire_values(job_id=long_id))
+        await tx.outbox.queue(long_id, NasOp.CANCEL, None, T0)
+        assert (await tx.outbox.get(long_id)) is not None

@@ -20,7 +20,8 @@ from fastapi import FastAPI
 
 from app.clock import Clock, utc_now
 from app.emulator import EmulatorConfig, SigningKey, build_uvicorn_server, load_signing_key
-from app.main import Services, create_app
+from app.main import create_app
+from app.services import Services
 from app.settings import Settings
 from tests.support.servers import bind_loopback, running
 

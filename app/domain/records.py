@@ -1,22 +1,16 @@
-"""Plain records the store returns: no SQLAlchemy types leak past the store."""
+"""The records the store returns: plain frozen values, no SQLAlchemy types past the store."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
+
+from app.domain.states import Catchup, JobState, NasOp, Overlap, RunKind, RunStatus
 
 
 @dataclass(frozen=True)
-class _Record:
-    @classmethod
-    def from_row(cls, row: Any) -> Self:
-        mapping = row._mapping
-        return cls(**{f.name: mapping[f.name] for f in fields(cls)})
-
-
-@dataclass(frozen=True)
-class JobRecord(_Record):
+class JobRecord:
     id: str
     name: str
     schedule: str
@@ -24,27 +18,29 @@ class JobRecord(_Record):
     target: dict[str, Any]
     repeat: int | None
     runs_started: int
-    state: str
+    state: JobState
     anchor_at: datetime
     next_run_at: datetime | None
     last_run_at: datetime | None
-    last_status: str | None
+    last_status: RunStatus | None
     created_at: datetime
     updated_at: datetime
     misfire_grace_seconds: int | None
-    catchup: str
-    overlap: str
+    catchup: Catchup
+    overlap: Overlap
     completed_at: datetime | None
 
 
 @dataclass(frozen=True)
-class FireRecord(_Record):
+class FireRecord:
+    """One fire of a job (a run, when it runs), under its unique `dedup_key`."""
+
     id: int
     job_id: str
     fire_at: datetime
     dedup_key: str
-    kind: str
-    status: str
+    kind: RunKind
+    status: RunStatus
     attempt: int
     lease_owner: str | None
     lease_expires_at: datetime | None
@@ -59,9 +55,11 @@ class FireRecord(_Record):
 
 
 @dataclass(frozen=True)
-class OutboxRecord(_Record):
+class OutboxRecord:
+    """The job's NAS operation not yet acknowledged."""
+
     job_id: str
-    op: str
+    op: NasOp
     fire_at: datetime | None
     generation: int
     attempts: int

@@ -8,8 +8,11 @@ import weakref
 from datetime import timedelta
 
 from app.clock import Clock
+from app.domain.records import OutboxRecord
+from app.domain.states import NasOp
+from app.logs import log_context
 from app.nas.client import NasClient, NasError, RetryBudget
-from app.store import OutboxRecord, Store
+from app.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -50,27 +53,28 @@ class OutboxPusher:
         included (a NAS that accepts connections but never answers); past it, the operation
         stays queued and the answer is False.
         """
-        try:
-            async with asyncio.timeout(within):
-                async with self._lock(job_id):
-                    return await self._push_job(job_id, budget)
-        except TimeoutError:
-            log.warning("NAS push timed out; kept in the outbox", extra={"job_id": job_id})
-            return False
+        with log_context(job_id=job_id):
+            try:
+                async with asyncio.timeout(within):
+                    async with self._lock(job_id):
+                        return await self._push_job(job_id, budget)
+            except TimeoutError:
+                log.warning("NAS push timed out; kept in the outbox")
+                return False
 
     async def _push_job(self, job_id: str, budget: RetryBudget | None) -> bool:
         for _ in range(3):  # a newer operation may replace the one in flight
             async with self.store.transaction() as tx:
-                op = await tx.get_nas_op(job_id)
+                op = await tx.outbox.get(job_id)
             if op is None:
                 return True
             if not await self._send(op, budget):
                 return False
             async with self.store.transaction() as tx:
-                if await tx.ack_nas_op(job_id, op.generation):
+                if await tx.outbox.ack(job_id, op.generation):
                     return True
         async with self.store.transaction() as tx:
-            return await tx.get_nas_op(job_id) is None
+            return await tx.outbox.get(job_id) is None
 
     async def push_all(
         self, *, concurrency: int, budget: RetryBudget | None = None, backoff: bool = False
@@ -81,7 +85,7 @@ class OutboxPusher:
         after its last failure, so a permanently refused one does not hammer NAS.
         """
         async with self.store.transaction() as tx:
-            ops = await tx.list_nas_ops()
+            ops = await tx.outbox.list_all()
         if backoff:
             now = self.clock()
             ops = [op for op in ops if now >= op.updated_at + _retry_delay(op.attempts)]
@@ -98,23 +102,21 @@ class OutboxPusher:
 
     async def _send(self, op: OutboxRecord, budget: RetryBudget | None) -> bool:
         try:
-            if op.op == "provision":
+            if op.op == NasOp.PROVISION:
                 assert op.fire_at is not None
                 await self.nas.provision(op.job_id, op.fire_at, self.callback_url, budget=budget)
             else:
                 await self.nas.cancel(op.job_id, budget=budget)
         except NasError as exc:
             log.warning(
-                "NAS %s failed; kept in the outbox",
-                op.op,
-                extra={"job_id": op.job_id, "error": str(exc), "attempts": op.attempts + 1},
+                "NAS operation failed; kept in the outbox",
+                extra={"op": op.op, "error": str(exc), "attempts": op.attempts + 1},
             )
             async with self.store.transaction() as tx:
-                await tx.note_nas_failure(op.job_id, op.generation, str(exc), self.clock())
+                await tx.outbox.note_failure(op.job_id, op.generation, str(exc), self.clock())
             return False
         log.info(
-            "NAS %s acknowledged",
-            op.op,
-            extra={"job_id": op.job_id, "fire_at": op.fire_at.isoformat() if op.fire_at else None},
+            "NAS operation acknowledged",
+            extra={"op": op.op, "arm_at": op.fire_at.isoformat() if op.fire_at else None},
         )
         return True

@@ -1,0 +1,126 @@
+"""The services container: every long-lived service of one agent process, built from the
+settings and the resources the app's lifespan owns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+
+from app.auth import FireTokenVerifier, JwksCache
+from app.clock import Clock
+from app.fire.service import FireService
+from app.jobs.service import JobService
+from app.nas import NasClient, RetryBudget
+from app.outbox import OutboxPusher
+from app.reconcile.service import Reconciler
+from app.runner.executor import RunExecutor
+from app.runner.targets import TargetRunner
+from app.settings import Settings
+from app.store import Store
+
+
+@dataclass
+class StartupState:
+    """Readiness after start: `done` once NAS's list was read by the startup reconcile."""
+
+    done: bool = False
+    last_error: str | None = None
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    nas: NasClient
+    pusher: OutboxPusher
+    executor: RunExecutor
+    fires: FireService
+    jobs: JobService
+    reconciler: Reconciler
+    startup: StartupState = field(default_factory=StartupState)
+
+
+def nas_retry_budget(settings: Settings) -> RetryBudget:
+    return RetryBudget(
+        attempts=settings.nas_retry_attempts,
+        max_seconds=settings.nas_retry_max_seconds,
+        initial_wait=settings.nas_retry_initial_wait,
+    )
+
+
+def fire_arm_budget(settings: Settings) -> RetryBudget:
+    """The budget of a push made while a caller waits (a fire, an admin change)."""
+    return RetryBudget(
+        attempts=settings.fire_arm_attempts,
+        max_seconds=settings.fire_arm_max_seconds,
+        initial_wait=settings.nas_retry_initial_wait,
+        max_wait=max(0.1, settings.fire_arm_max_seconds / 2),
+    )
+
+
+def build_services(
+    settings: Settings,
+    store: Store,
+    nas_http: httpx.AsyncClient,
+    target_http: httpx.AsyncClient,
+    clock: Clock,
+) -> Services:
+    assert settings.portal_url and settings.callback_url and settings.nas_jwks_url
+    assert settings.expected_audience and settings.issuer
+    nas = NasClient(
+        nas_http,
+        settings.portal_url,
+        settings.nas_token_value() or "",
+        budget=nas_retry_budget(settings),
+    )
+    arm_budget = fire_arm_budget(settings)
+    pusher = OutboxPusher(store, nas, settings.callback_url, clock)
+    executor = RunExecutor(
+        store,
+        TargetRunner(target_http, max_output_bytes=settings.max_output_bytes),
+        node_id=settings.node_id,
+        lease_seconds=settings.lease_seconds,
+        clock=clock,
+    )
+    verifier = FireTokenVerifier(
+        JwksCache(
+            nas_http,
+            settings.nas_jwks_url,
+            refresh_interval=settings.jwks_refresh_interval_seconds,
+            failure_ttl=settings.jwks_failure_ttl_seconds,
+        ),
+        audience=settings.expected_audience,
+        issuer=settings.issuer,
+        leeway=settings.jwt_leeway_seconds,
+    )
+    return Services(
+        settings=settings,
+        store=store,
+        nas=nas,
+        pusher=pusher,
+        executor=executor,
+        fires=FireService(
+            store,
+            verifier,
+            pusher,
+            executor,
+            node_id=settings.node_id,
+            lease_seconds=settings.lease_seconds,
+            arm_budget=arm_budget,
+            retry_after_seconds=settings.retry_after_seconds,
+            clock=clock,
+        ),
+        jobs=JobService(
+            store,
+            pusher,
+            executor,
+            node_id=settings.node_id,
+            lease_seconds=settings.lease_seconds,
+            arm_budget=arm_budget,
+            clock=clock,
+        ),
+        reconciler=Reconciler(
+            store, nas, pusher, executor, concurrency=settings.reconcile_concurrency, clock=clock
+        ),
+    )

@@ -1,0 +1,124 @@
+"""The store's engine over SQLite or PostgreSQL, its migrations and its transactions.
+
+Claims are conditional writes whose row count is checked, so the same code is correct on
+both databases and across replicas sharing PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.settings import ensure_sqlite_folder
+from app.store.errors import DuplicateFire, StoreUnavailable
+from app.store.tx import Tx
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK_ID = 7_246_310_001  # pg advisory lock: one replica migrates at a time
+
+
+# SQLSTATE classes worth a retry: connection exceptions, transaction rollbacks (serialization
+# failures, deadlocks), insufficient resources, operator intervention (server shutting down).
+_TRANSIENT_SQLSTATE = ("08", "40", "53", "57")
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """Errors that say "try again later" rather than "this request is wrong"."""
+    if isinstance(exc, IntegrityError):
+        return False
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if exc.connection_invalidated or str(sqlstate or "").startswith(_TRANSIENT_SQLSTATE):
+            return True
+    return isinstance(exc, OSError | ConnectionError | TimeoutError)
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str, *, echo: bool = False) -> Store:
+        if url.startswith("sqlite"):
+            ensure_sqlite_folder(url)
+            engine = create_async_engine(url, echo=echo)
+            _configure_sqlite(engine)
+        else:
+            engine = create_async_engine(
+                url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=10
+            )
+        return cls(engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def migrate(self) -> None:
+        """Apply Alembic migrations up to head; safe when several replicas start at once."""
+        async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})"))
+            await conn.run_sync(_upgrade_to_head)
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+        except Exception as exc:
+            if _is_unavailable(exc):
+                raise StoreUnavailable(str(exc.__class__.__name__)) from exc
+            raise
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """One database transaction; connection failures surface as `StoreUnavailable`."""
+        try:
+            async with self.engine.begin() as conn:
+                yield Tx(conn, self.dialect)
+        except (DuplicateFire, StoreUnavailable):
+            raise
+        except Exception as exc:
+            if _is_unavailable(exc):
+                raise StoreUnavailable(exc.__class__.__name__) from exc
+            raise
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL, a busy timeout, and BEGIN IMMEDIATE so writers queue instead of failing."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

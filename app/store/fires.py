@@ -1,0 +1,186 @@
+"""Queries on the `fires` table (a job's fires and runs, claimed under leases)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain.records import FireRecord
+from app.domain.states import RunStatus
+from app.store.errors import DuplicateFire
+from app.store.rows import fire_from_row
+from app.store.tables import fires
+
+
+def _held(fire_id: int, fencing_token: int) -> ColumnElement[bool]:
+    """The fencing condition: the fire still runs under this very lease. Every write by a
+    lease holder carries it, so a holder that lost its lease can never overwrite a newer one."""
+    return and_(
+        fires.c.id == fire_id,
+        fires.c.fencing_token == fencing_token,
+        fires.c.status == RunStatus.RUNNING,
+    )
+
+
+class FireRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def get_by_key(self, dedup_key: str) -> FireRecord | None:
+        row = (await self.conn.execute(select(fires).where(fires.c.dedup_key == dedup_key))).first()
+        return fire_from_row(row) if row else None
+
+    async def get(self, fire_id: int) -> FireRecord | None:
+        row = (await self.conn.execute(select(fires).where(fires.c.id == fire_id))).first()
+        return fire_from_row(row) if row else None
+
+    async def insert(self, values: dict[str, Any]) -> FireRecord:
+        """Insert a fire; `DuplicateFire` if its dedup key exists (the unique key decides)."""
+        try:
+            async with self.conn.begin_nested():
+                result = await self.conn.execute(insert(fires).values(**values))
+        except IntegrityError as exc:
+            raise DuplicateFire(values["dedup_key"]) from exc
+        fire_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        fire = await self.get(int(fire_id)) if fire_id is not None else None
+        if fire is None:
+            fire = await self.get_by_key(values["dedup_key"])
+        assert fire is not None
+        return fire
+
+    async def list_for_job(self, job_id: str, *, limit: int = 50) -> list[FireRecord]:
+        stmt = (
+            select(fires)
+            .where(fires.c.job_id == job_id)
+            .order_by(fires.c.admitted_at.desc(), fires.c.id.desc())
+            .limit(limit)
+        )
+        return [fire_from_row(r) for r in (await self.conn.execute(stmt)).all()]
+
+    async def running_count(self, job_id: str, now: datetime) -> int:
+        """Runs of the job going on now: a run whose lease expired (its replica died) is not."""
+        stmt = select(func.count()).where(
+            fires.c.job_id == job_id,
+            fires.c.status == RunStatus.RUNNING,
+            fires.c.lease_expires_at >= now,
+        )
+        return int((await self.conn.execute(stmt)).scalar_one())
+
+    async def buffered(self, job_id: str) -> FireRecord | None:
+        """The job's buffered fire (at most one waits), if any."""
+        stmt = (
+            select(fires)
+            .where(fires.c.job_id == job_id, fires.c.status == RunStatus.BUFFERED)
+            .order_by(fires.c.id)
+            .limit(1)
+        )
+        row = (await self.conn.execute(stmt)).first()
+        return fire_from_row(row) if row else None
+
+    async def start_buffered(
+        self, fire: FireRecord, *, owner: str, lease_expires_at: datetime, now: datetime
+    ) -> FireRecord | None:
+        """Move a buffered fire to running under `owner`'s lease; None if someone else did."""
+        result = await self.conn.execute(
+            update(fires)
+            .where(fires.c.id == fire.id, fires.c.status == RunStatus.BUFFERED)
+            .values(
+                status=RunStatus.RUNNING,
+                lease_owner=owner,
+                lease_expires_at=lease_expires_at,
+                fencing_token=fire.fencing_token + 1,
+                attempt=fire.attempt + 1,
+                started_at=now,
+            )
+        )
+        return await self.get(fire.id) if result.rowcount == 1 else None
+
+    async def stranded_buffered(self, *, limit: int = 100) -> list[FireRecord]:
+        """Buffered fires whose job has no run going: the replica that should start them died."""
+        running = select(fires.c.job_id).where(fires.c.status == RunStatus.RUNNING)
+        stmt = (
+            select(fires)
+            .where(fires.c.status == RunStatus.BUFFERED, fires.c.job_id.not_in(running))
+            .order_by(fires.c.id)
+            .limit(limit)
+        )
+        return [fire_from_row(r) for r in (await self.conn.execute(stmt)).all()]
+
+    async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[FireRecord]:
+        """Running fires whose owner stopped renewing: it crashed or was stopped."""
+        stmt = (
+            select(fires)
+            .where(
+                fires.c.status == RunStatus.RUNNING,
+                or_(fires.c.lease_expires_at.is_(None), fires.c.lease_expires_at < now),
+            )
+            .order_by(fires.c.id)
+            .limit(limit)
+        )
+        return [fire_from_row(r) for r in (await self.conn.execute(stmt)).all()]
+
+    async def take_over_lease(
+        self, fire: FireRecord, *, owner: str, lease_expires_at: datetime, now: datetime
+    ) -> FireRecord | None:
+        """Claim an expired fire for `owner` with a new fencing token; None if someone else did."""
+        result = await self.conn.execute(
+            update(fires)
+            .where(_held(fire.id, fire.fencing_token))
+            .values(
+                lease_owner=owner,
+                lease_expires_at=lease_expires_at,
+                fencing_token=fire.fencing_token + 1,
+                attempt=fire.attempt + 1,
+                started_at=now,
+            )
+        )
+        if result.rowcount != 1:
+            return None
+        return await self.get(fire.id)
+
+    async def renew_lease(
+        self, fire_id: int, fencing_token: int, lease_expires_at: datetime
+    ) -> bool:
+        result = await self.conn.execute(
+            update(fires)
+            .where(_held(fire_id, fencing_token))
+            .values(lease_expires_at=lease_expires_at)
+        )
+        return result.rowcount == 1
+
+    async def finish(
+        self,
+        fire_id: int,
+        fencing_token: int,
+        *,
+        status: RunStatus,
+        finished_at: datetime,
+        outcome: str | None,
+        output: str | None,
+        error: str | None,
+    ) -> bool:
+        """Record a run's end; False if the lease was lost (a newer attempt owns the fire)."""
+        result = await self.conn.execute(
+            update(fires)
+            .where(_held(fire_id, fencing_token))
+            .values(
+                status=status,
+                finished_at=finished_at,
+                outcome=outcome,
+                output=output,
+                error=error,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+        return result.rowcount == 1
+
+    async def delete_for_jobs(self, job_ids: list[str]) -> int:
+        if not job_ids:
+            return 0
+        result = await self.conn.execute(delete(fires).where(fires.c.job_id.in_(job_ids)))
+        return int(result.rowcount or 0)

@@ -1,0 +1,76 @@
+"""Queries on the `outbox` table: each job's NAS operation not yet acknowledged."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain.records import OutboxRecord
+from app.domain.states import NasOp
+from app.store.rows import outbox_from_row
+from app.store.tables import outbox
+
+
+class OutboxRepository:
+    def __init__(self, conn: AsyncConnection, dialect: str) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    async def queue(
+        self, job_id: str, op: NasOp, fire_at: datetime | None, now: datetime
+    ) -> OutboxRecord:
+        """Make `op` the job's pending NAS operation, replacing any older one."""
+        values = {
+            "job_id": job_id,
+            "op": op,
+            "fire_at": fire_at,
+            "generation": 1,
+            "attempts": 0,
+            "last_error": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        upsert = pg_insert(outbox) if self.dialect == "postgresql" else sqlite_insert(outbox)
+        stmt = upsert.values(**values).on_conflict_do_update(
+            index_elements=[outbox.c.job_id],
+            set_={
+                "op": op,
+                "fire_at": fire_at,
+                "generation": outbox.c.generation + 1,
+                "attempts": 0,
+                "last_error": None,
+                "updated_at": now,
+            },
+        )
+        await self.conn.execute(stmt)
+        record = await self.get(job_id)
+        assert record is not None
+        return record
+
+    async def get(self, job_id: str) -> OutboxRecord | None:
+        row = (await self.conn.execute(select(outbox).where(outbox.c.job_id == job_id))).first()
+        return outbox_from_row(row) if row else None
+
+    async def list_all(self, *, limit: int | None = None) -> list[OutboxRecord]:
+        stmt = select(outbox).order_by(outbox.c.updated_at, outbox.c.job_id)
+        if limit:
+            stmt = stmt.limit(limit)
+        return [outbox_from_row(r) for r in (await self.conn.execute(stmt)).all()]
+
+    async def ack(self, job_id: str, generation: int) -> bool:
+        """Drop the operation NAS acknowledged, unless a newer one replaced it meanwhile."""
+        result = await self.conn.execute(
+            delete(outbox).where(outbox.c.job_id == job_id, outbox.c.generation == generation)
+        )
+        return result.rowcount == 1
+
+    async def note_failure(self, job_id: str, generation: int, error: str, now: datetime) -> None:
+        await self.conn.execute(
+            update(outbox)
+            .where(outbox.c.job_id == job_id, outbox.c.generation == generation)
+            .values(attempts=outbox.c.attempts + 1, last_error=error[:500], updated_at=now)
+        )
