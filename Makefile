@@ -6,18 +6,21 @@ PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
 
-.PHONY: run test test-sqlite test-postgres lint typecheck fmt clean
+.PHONY: run test test-fast test-sqlite test-postgres lint typecheck fmt lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Installs take the exact versions of the lock files (`make lock` writes them from pyproject.toml).
+$(VENV)/.installed-run: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e . --group dev
+$(VENV)/.installed-dev: pyproject.toml requirements-dev.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
@@ -35,6 +38,10 @@ test: $(VENV)/.installed-dev
 		echo "PostgreSQL not reachable: skipped the PostgreSQL run"; \
 	fi
 
+# The suite without the end-to-end tests (real agent and emulator processes), on SQLite.
+test-fast: $(VENV)/.installed-dev
+	env -u CHRONOS_TEST_DATABASE_URL $(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
 test-sqlite: $(VENV)/.installed-dev
 	env -u CHRONOS_TEST_DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 
@@ -47,6 +54,14 @@ lint: $(VENV)/.installed-dev
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
+
+# Re-resolve the lock files from pyproject.toml (needs network access to PyPI).
+lock:
+	$(PYTHON) -m pip install --quiet --target $(VENV)/uv uv
+	$(VENV)/uv/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+		--no-header --quiet -o requirements.lock
+	$(VENV)/uv/bin/uv pip compile pyproject.toml --group dev --universal --python-version 3.11 \
+		--no-header --quiet -o requirements-dev.lock
 
 fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
