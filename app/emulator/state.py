@@ -60,7 +60,7 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_seconds)
         exponent = min(max(attempt - 1, 0), 62)  # 2**62 * initial exceeds any sane maximum
-        backoff = min(self.initial_seconds * 2**exponent, self.max_seconds)
+        backoff = min(self.initial_seconds * 2.0**exponent, self.max_seconds)
         return backoff / 2 + self.rng.uniform(0, backoff / 2)
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from app.domain.fires import fire_dedup_key
-from app.domain.states import NasOp
+from app.domain.states import NasOp, RunStatus
 from app.store import DuplicateFire, Store
 
 pytestmark = pytest.mark.asyncio
@@ -158,7 +158,13 @@ async def test_fencing_token_rejects_a_stale_owner(store: Store) -> None:
         # The original owner wakes up: neither its renewal nor its result may land.
         assert await tx.fires.renew_lease(fire.id, 1, now + timedelta(seconds=60)) is False
         assert not await tx.fires.finish(
-            fire.id, 1, status="succeeded", finished_at=now, outcome=None, output=None, error=None
+            fire.id,
+            1,
+            status=RunStatus.SUCCEEDED,
+            finished_at=now,
+            outcome=None,
+            output=None,
+            error=None,
         )
         # A second take-over with the old token loses too.
         assert (
@@ -166,7 +172,13 @@ async def test_fencing_token_rejects_a_stale_owner(store: Store) -> None:
             is None
         )
         assert await tx.fires.finish(
-            fire.id, 2, status="failed", finished_at=now, outcome="exit 1", output=None, error="x"
+            fire.id,
+            2,
+            status=RunStatus.FAILED,
+            finished_at=now,
+            outcome="exit 1",
+            output=None,
+            error="x",
         )
         final = await tx.fires.get(fire.id)
     assert final is not None and final.status == "failed" and final.lease_owner is None
