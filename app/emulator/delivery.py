@@ -21,7 +21,8 @@ from app.clock import Clock, utc_now
 from app.domain.fires import FIRE_PURPOSE
 from app.emulator.config import EmulatorConfig
 from app.emulator.keys import SigningKey
-from app.emulator.state import ArmRegistry, AttemptResult, DeliveryTicket
+from app.emulator.records import AttemptResult, DeliveryTicket
+from app.emulator.state import ArmRegistry
 from app.headers import parse_retry_after
 
 logger = logging.getLogger(__name__)

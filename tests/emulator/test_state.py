@@ -9,14 +9,8 @@ import pytest
 
 from app.emulator import EmulatorConfig
 from app.emulator.delivery import fire_token_claims, fire_url
-from app.emulator.state import (
-    ArmRegistry,
-    ArmState,
-    AttemptResult,
-    Outcome,
-    ProvisionRequest,
-    RetryPolicy,
-)
+from app.emulator.records import ArmState, AttemptResult, Outcome, ProvisionRequest, RetryPolicy
+from app.emulator.state import ArmRegistry
 from app.headers import parse_retry_after
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)

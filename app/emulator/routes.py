@@ -1,0 +1,155 @@
+"""The emulator's routes: the agent-cron API (hop 1), the public JWKS and health, and the
+emulator-only inspection and control under `/_emulator`. Routers stay thin: authenticate,
+parse, call the registry, shape the response."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from app.emulator.deps import AgentDep, RegistryDep, RuntimeDep
+from app.emulator.records import Arm, DeliveryRecord
+from app.emulator.requests import parse_job_id, parse_provision_request, read_json_object
+from app.emulator.schemas import (
+    AGENT_ERRORS,
+    ArmedListOut,
+    ArmedOut,
+    CancelBody,
+    OkOut,
+    ProvisionBody,
+    ScheduleOut,
+    json_body,
+)
+
+DEFAULT_LIST_LIMIT = 500
+MAX_LIST_LIMIT = 1000
+
+
+agent_cron_router = APIRouter(prefix="/api/agent-cron", tags=["agent-cron"])
+
+
+@agent_cron_router.post(
+    "/provision",
+    response_model=ScheduleOut,
+    responses=AGENT_ERRORS,
+    openapi_extra=json_body(ProvisionBody),
+)
+async def provision(request: Request, instance_id: AgentDep, registry: RegistryDep) -> ScheduleOut:
+    """Arm (or re-arm) the one-shot fire of a job; upserted by (agent, job_id)."""
+    provision_request = parse_provision_request(await read_json_object(request))
+    result = registry.provision(instance_id, provision_request)
+    return ScheduleOut(schedule_id=result.schedule_id)
+
+
+@agent_cron_router.post(
+    "/cancel", response_model=OkOut, responses=AGENT_ERRORS, openapi_extra=json_body(CancelBody)
+)
+async def cancel(request: Request, instance_id: AgentDep, registry: RegistryDep) -> OkOut:
+    """Disarm a job and drop its pending deliveries; an unknown job is a no-op."""
+    job_id = parse_job_id(await read_json_object(request))
+    registry.cancel(instance_id, job_id)
+    return OkOut(ok=True)
+
+
+@agent_cron_router.get(
+    "/list",
+    response_model=ArmedListOut,
+    response_model_exclude_none=True,
+    responses=AGENT_ERRORS,
+)
+async def list_armed(
+    instance_id: AgentDep,
+    registry: RegistryDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
+    cursor: Annotated[str | None, Query()] = None,
+) -> ArmedListOut:
+    """The calling agent's arms, including those whose delivery is still being retried."""
+    page = registry.list_armed(instance_id, limit=limit, cursor=cursor)
+    return ArmedListOut(
+        armed=[
+            ArmedOut(
+                job_id=arm.job_id,
+                fire_at=arm.fire_at_utc.isoformat(),
+                schedule_id=arm.schedule_id,
+            )
+            for arm in page.arms
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+# -- public endpoints ----------------------------------------------------------------------------
+
+public_router = APIRouter(tags=["public"])
+
+
+@public_router.get("/.well-known/jwks.json")
+async def jwks(runtime: RuntimeDep) -> JSONResponse:
+    """The public key fire tokens are signed with."""
+    return JSONResponse(
+        runtime.signing_key.jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )
+
+
+@public_router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+# -- emulator-only inspection and control --------------------------------------------------------
+
+emulator_router = APIRouter(prefix="/_emulator", tags=["emulator-only"])
+
+
+@emulator_router.get("/deliveries")
+async def list_deliveries(registry: RegistryDep, job_id: str | None = None) -> dict[str, Any]:
+    """Emulator-only: every delivery attempt, oldest first (the last 10,000 are kept)."""
+    return {"deliveries": [_delivery_out(record) for record in registry.deliveries(job_id)]}
+
+
+@emulator_router.get("/arms")
+async def list_all_arms(registry: RegistryDep) -> dict[str, Any]:
+    """Emulator-only: the arms of every agent, with their delivery state."""
+    return {"arms": [_arm_out(arm) for arm in registry.all_arms()]}
+
+
+@emulator_router.delete("/arms")
+async def clear_arms(registry: RegistryDep) -> dict[str, int]:
+    """Emulator-only: forget every arm of every agent (and its pending deliveries), as if NAS
+    had lost its schedules."""
+    return {"cleared": registry.clear()}
+
+
+def _delivery_out(record: DeliveryRecord) -> dict[str, Any]:
+    return {
+        "instance_id": record.instance_id,
+        "job_id": record.job_id,
+        "fire_at": record.fire_at,
+        "schedule_id": record.schedule_id,
+        "agent_callback_url": record.agent_callback_url,
+        "attempt": record.attempt,
+        "status_code": record.status_code,
+        "response_body": record.response_body,
+        "error": record.error,
+        "delivered_at": record.delivered_at.isoformat(),
+        "next_retry_at": record.next_retry_at.isoformat() if record.next_retry_at else None,
+        "outcome": record.outcome.value,
+    }
+
+
+def _arm_out(arm: Arm) -> dict[str, Any]:
+    return {
+        "instance_id": arm.instance_id,
+        "job_id": arm.job_id,
+        "fire_at": arm.fire_at,
+        "fire_at_utc": arm.fire_at_utc.isoformat(),
+        "schedule_id": arm.schedule_id,
+        "dedup_key": arm.dedup_key,
+        "agent_callback_url": arm.agent_callback_url,
+        "created_at": arm.created_at.isoformat(),
+        "state": arm.state.value,
+        "attempts": arm.attempts,
+        "next_attempt_at": arm.next_attempt_at.isoformat() if arm.next_attempt_at else None,
+    }
