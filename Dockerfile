@@ -12,10 +12,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-# The package's metadata and code only (see .dockerignore): tests and tooling stay out.
-COPY pyproject.toml README.md ./
+# The package's metadata, its lock and its code only (see .dockerignore): tests and tooling
+# stay out. Dependencies are built at the exact versions of requirements.lock.
+COPY pyproject.toml README.md requirements.lock ./
 COPY app ./app
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.lock \
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 
 FROM python:3.11-slim
@@ -32,7 +34,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # Install from the build stage's wheels only (--no-index): the image gets exactly what was built.
 # The bind mount keeps the wheels out of every layer (BuildKit, the default builder).
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/chronos-*.whl
+    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*.whl
 
 # A non-root user owning the data folder (SQLite database by default).
 RUN useradd --system --user-group --uid 10001 --home-dir /data --no-create-home \
