@@ -1,10 +1,10 @@
-"""`chronos jobs …` against a real `chronos dev` (agent + NAS emulator) on loopback ports."""
+"""`chronos jobs …`, in-process, against a real `chronos dev` (agent + NAS emulator) on
+loopback ports: the CLI talks to the agent over real HTTP."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.processes import CHRONOS, chronos_process
+from tests.cli.invoke import Ran, run_chronos
+from tests.support.processes import chronos_process
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -39,16 +40,11 @@ class DevAgent:
             **extra,
         }
 
-    def run(
-        self, *args: str, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(CHRONOS), *args],
-            cwd=self.cwd,  # no .env and no data/dev/admin-token fallback here
+    def run(self, *args: str, env: dict[str, str] | None = None) -> Ran:
+        return run_chronos(
+            args,
             env=env if env is not None else self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
+            cwd=self.cwd,  # no .env and no data/dev/admin-token fallback here
         )
 
     def ok(self, *args: str) -> str:

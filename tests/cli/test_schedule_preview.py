@@ -1,23 +1,15 @@
-"""`chronos schedule preview` as a real process: one ISO 8601 UTC instant per line."""
+"""`chronos schedule preview`, in-process: one ISO 8601 UTC instant per line."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from tests.support.processes import CHRONOS, base_env
+from tests.cli.invoke import Ran, run_chronos
+from tests.support.processes import base_env
 
 
-def preview(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CHRONOS, "schedule", "preview", *args],
-        env=base_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def preview(tmp_path: Path, *args: str) -> Ran:
+    return run_chronos(["schedule", "preview", *args], env=base_env(), cwd=tmp_path)
 
 
 def test_cron_preview_in_a_zone_across_spring_forward(tmp_path: Path) -> None:

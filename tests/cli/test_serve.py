@@ -1,15 +1,18 @@
-"""`chronos serve` as a real process: it refuses to start, in one line naming the setting,
+"""`chronos serve`, in-process: it refuses to start, in one line naming the setting,
 when fires could not be verified or armed, and touches nothing (no database) before that."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
-CHRONOS = Path(sys.executable).parent / "chronos"
+import pytest
+import uvicorn
+
+import app.logs
+from tests.cli.invoke import Ran, run_chronos
 
 COMPLETE = {
     "CHRONOS_PORTAL_URL": "https://nas.example",
@@ -20,7 +23,19 @@ COMPLETE = {
 }
 
 
-def serve(tmp_path: Path, **env: str | None) -> tuple[subprocess.CompletedProcess[str], float]:
+@pytest.fixture(autouse=True)
+def never_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process, a `serve` that got past its checks must fail the test, not set up
+    logging for the whole process nor listen on a port."""
+
+    def started(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("chronos serve went on to start instead of refusing")
+
+    monkeypatch.setattr(app.logs, "configure_logging", started)
+    monkeypatch.setattr(uvicorn, "run", started)
+
+
+def serve(tmp_path: Path, **env: str | None) -> tuple[Ran, float]:
     """Run `chronos serve` in `tmp_path` (no `.env` there) with a clean environment."""
     values = {**COMPLETE, **env}
     clean = {
@@ -31,14 +46,7 @@ def serve(tmp_path: Path, **env: str | None) -> tuple[subprocess.CompletedProces
         **{k: v for k, v in values.items() if v is not None},
     }
     started = time.monotonic()
-    result = subprocess.run(
-        [str(CHRONOS), "serve", "--port", "1"],
-        cwd=tmp_path,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_chronos(["serve", "--port", "1"], env=clean, cwd=tmp_path)
     return result, time.monotonic() - started
 
 
@@ -46,9 +54,7 @@ def lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def assert_refused_before_touching_anything(
-    result: subprocess.CompletedProcess[str], elapsed: float, tmp_path: Path
-) -> str:
+def assert_refused_before_touching_anything(result: Ran, elapsed: float, tmp_path: Path) -> str:
     assert result.returncode != 0
     assert elapsed < 20
     assert "Traceback" not in result.stderr

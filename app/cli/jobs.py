@@ -1,0 +1,162 @@
+"""`chronos jobs …` and `chronos reconcile`: jobs through the agent's admin API."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from app.cli.client import JsonOpt, TokenOpt, UrlOpt, call
+from app.cli.console import fail, out
+from app.cli.render import job_card, jobs_table, print_result, runs_table
+
+jobs_app = typer.Typer(help="Manage jobs through the admin API.", no_args_is_help=True)
+
+
+def parse_target(
+    http: str | None,
+    method: str,
+    command: list[str] | None,
+    python: str | None,
+    timeout: float | None,
+) -> dict[str, Any]:
+    chosen = [x for x in (http, command, python) if x]
+    if len(chosen) != 1:
+        raise fail(
+            "give exactly one target: --http URL, --command ARG… or --python module:function"
+        )
+    target: dict[str, Any]
+    if http:
+        target = {"type": "http", "url": http, "method": method.upper()}
+    elif command:
+        target = {"type": "command", "argv": command}
+    else:
+        target = {"type": "python", "callable": python}
+    if timeout is not None:
+        target["timeout_seconds"] = timeout
+    return target
+
+
+@jobs_app.command("add")
+def jobs_add(
+    schedule: Annotated[str, typer.Argument(help="'in 90s', ISO 8601, 'every 5m' or cron")],
+    command: Annotated[
+        list[str] | None, typer.Argument(help="argv of a command target (after --)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="job name")] = None,
+    tz: Annotated[str, typer.Option("--tz", help="IANA zone for cron schedules")] = "UTC",
+    http: Annotated[str | None, typer.Option("--http", help="URL of an http target")] = None,
+    method: Annotated[str, typer.Option(help="HTTP method of an http target")] = "POST",
+    python: Annotated[
+        str | None, typer.Option("--python", help="package.module:function target")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="target timeout in seconds")] = None,
+    repeat: Annotated[
+        int | None, typer.Option(help="number of runs (default: 1 for one-shots, else unlimited)")
+    ] = None,
+    overlap: Annotated[
+        str | None, typer.Option(help="while a run is going: skip (default), allow, buffer_one")
+    ] = None,
+    catchup: Annotated[
+        str | None, typer.Option(help="fires that passed unarmed: run_once (default) or skip")
+    ] = None,
+    misfire_grace: Annotated[
+        int | None, typer.Option(help="seconds a fire may be late and still run")
+    ] = None,
+    target_json: Annotated[
+        str | None, typer.Option("--target", help="the target as JSON (overrides the others)")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a job, e.g. `chronos jobs add "every 5m" -- /usr/bin/backup --fast`."""
+    if target_json:
+        try:
+            target = json.loads(target_json)
+        except ValueError as exc:
+            raise fail(f"--target is not valid JSON: {exc}") from None
+    else:
+        target = parse_target(http, method, command, python, timeout)
+    body: dict[str, Any] = {"schedule": schedule, "timezone": tz, "target": target}
+    if name:
+        body["name"] = name
+    if repeat is not None:
+        body["repeat"] = repeat
+    if overlap is not None:
+        body["overlap"] = overlap
+    if catchup is not None:
+        body["catchup"] = catchup
+    if misfire_grace is not None:
+        body["misfire_grace_seconds"] = misfire_grace
+    job = call("POST", "/api/jobs", url, token, json=body)
+    print_result(job, as_json, job_card)
+
+
+@jobs_app.command("list")
+def jobs_list(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """List jobs."""
+    print_result(call("GET", "/api/jobs", url, token), as_json, jobs_table)
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Show one job."""
+    job = call("GET", f"/api/jobs/{job_id}", url, token)
+    print_result(job, as_json, job_card)
+
+
+@jobs_app.command("pause")
+def jobs_pause(
+    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Pause a job (cancels its arm at NAS)."""
+    print_result(call("POST", f"/api/jobs/{job_id}/pause", url, token), as_json, job_card)
+
+
+@jobs_app.command("resume")
+def jobs_resume(
+    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Resume a paused job from now."""
+    print_result(call("POST", f"/api/jobs/{job_id}/resume", url, token), as_json, job_card)
+
+
+@jobs_app.command("rm")
+def jobs_rm(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Delete a job (cancels its arm at NAS)."""
+    call("DELETE", f"/api/jobs/{job_id}", url, token)
+    out().print(f"deleted {job_id}")
+
+
+@jobs_app.command("trigger")
+def jobs_trigger(
+    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Run a job now, outside its schedule."""
+    run = call("POST", f"/api/jobs/{job_id}/trigger", url, token)
+    print_result(run, as_json, lambda r: runs_table([r]))
+
+
+@jobs_app.command("runs")
+def jobs_runs(
+    job_id: str,
+    limit: Annotated[int, typer.Option(help="how many runs, newest first")] = 20,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A job's runs, newest first."""
+    runs = call("GET", f"/api/jobs/{job_id}/runs", url, token, params={"limit": limit})
+    print_result(runs, as_json, runs_table)
+
+
+def reconcile(url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Reconcile the agent's jobs with what NAS has armed, now."""
+    report = call("POST", "/api/reconcile", url, token)
+    out().print_json(json.dumps(report))
+    if not report.get("ok"):
+        raise typer.Exit(1)

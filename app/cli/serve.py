@@ -1,0 +1,163 @@
+"""Commands that run things: the agent (`serve`), `migrate`, the NAS emulator and `dev`.
+
+Registered as top-level commands by `app.cli.main`. Heavy imports stay inside the commands,
+so that `chronos --help` and the `jobs` commands do not load the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.cli.config import load_settings
+from app.cli.console import fail, out
+from app.settings import ConfigError
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (CHRONOS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (CHRONOS_PORT)")] = None,
+) -> None:
+    """Run the agent. Refuses to start when fires could not be verified or armed."""
+    import uvicorn
+
+    from app.logs import configure_logging
+    from app.main import create_app
+
+    settings = load_settings()
+    try:
+        settings.require_fire_config()
+    except ConfigError as exc:
+        raise fail(f"configuration error: {exc}") from None
+    configure_logging(settings.log_level)
+    for warning in settings.weak_secret_warnings():
+        logging.getLogger("app.settings").warning(warning)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+    )
+
+
+def migrate() -> None:
+    """Apply database migrations and exit (the service also applies them on start)."""
+    from app.store import Store
+
+    settings = load_settings()
+
+    async def run() -> None:
+        store = Store.from_url(settings.database_url)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    out().print("migrations applied")
+
+
+# -- NAS emulator and dev mode ----------------------------------------------------------
+
+
+def nas_emulator(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 9000,
+) -> None:
+    """Run the NAS emulator (configured by NAS_EMULATOR_* variables)."""
+    from app.emulator import EmulatorConfig, EmulatorConfigError, serve_emulator
+    from app.logs import configure_logging
+
+    try:
+        config = EmulatorConfig.from_env()
+    except EmulatorConfigError as exc:
+        raise fail(f"configuration error: {exc}") from None
+    configure_logging("INFO")
+    asyncio.run(serve_emulator(config, host, port))
+
+
+def _dev_secret(path: Path) -> str:
+    """A random secret kept in `path` (mode 0600), so restarts of `chronos dev` reuse it."""
+    import secrets
+
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def dev(
+    port: Annotated[int, typer.Option(help="agent port")] = 8080,
+    nas_port: Annotated[int, typer.Option(help="NAS emulator port")] = 9000,
+    data: Annotated[Path, typer.Option(help="folder for the database, tokens and NAS key")] = Path(
+        "data/dev"
+    ),
+) -> None:
+    """Run the agent and the NAS emulator together on loopback, with SQLite and matching keys."""
+    import uvicorn
+
+    from app.emulator import EmulatorConfig, build_uvicorn_server
+    from app.logs import configure_logging
+    from app.main import create_app
+
+    data.mkdir(parents=True, exist_ok=True)
+    admin_token = _dev_secret(data / "admin-token")
+    nas_token = _dev_secret(data / "nas-token")
+    nas_url = f"http://127.0.0.1:{nas_port}"
+    agent_url = f"http://127.0.0.1:{port}"
+    instance_id = "dev"
+    settings = load_settings(
+        env="dev",
+        host="127.0.0.1",
+        port=port,
+        database_url=f"sqlite+aiosqlite:///{(data / 'chronos.db').as_posix()}",
+        portal_url=nas_url,
+        callback_url=agent_url,
+        expected_audience=f"agent:{instance_id}",
+        nas_jwks_url=f"{nas_url}/.well-known/jwks.json",
+        nas_token=nas_token,
+        admin_token=admin_token,
+    )
+    emulator_config = EmulatorConfig(
+        public_url=nas_url,
+        agent_tokens={nas_token: instance_id},
+        key_file=str(data / "nas-key.pem"),
+    )
+    configure_logging(settings.log_level, json_lines=False)
+    emulator = build_uvicorn_server(emulator_config, "127.0.0.1", nas_port, log_level="warning")
+    agent = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
+    )
+
+    token_hint = (
+        "" if data == Path("data/dev") else f"CHRONOS_ADMIN_TOKEN=$(cat {data}/admin-token) "
+    )
+    out().print(
+        f"[bold]Chronos dev[/]: agent {agent_url}  ·  NAS emulator {nas_url}\n"
+        f"  data: {data}/ (SQLite, admin token, NAS token, NAS signing key)\n"
+        "Add a first job from another shell:\n"
+        f"  {token_hint}.venv/bin/chronos jobs add 'every 10s' --name hello -- "
+        "sh -c 'date >> /tmp/chronos-hello.txt'\n"
+        f"  {token_hint}.venv/bin/chronos jobs list\n"
+        f"  curl {nas_url}/_emulator/deliveries   # what NAS delivered\n",
+        highlight=False,
+    )
+
+    async def run_both() -> None:
+        tasks = [asyncio.create_task(emulator.serve()), asyncio.create_task(agent.serve())]
+        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        emulator.should_exit = agent.should_exit = True
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    asyncio.run(run_both())
