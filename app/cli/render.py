@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from rich.table import Table
 
 from app.cli.console import out
+from app.clock import parse_instant
 
 
 def _short_time(value: str | None) -> str:
@@ -39,14 +39,14 @@ def _table_time(value: str | None) -> str:
     """Compact UTC time for table cells (`11-26 22:32:49`); cards show the full instant."""
     if not value:
         return "-"
-    return datetime.fromisoformat(value).strftime("%m-%d %H:%M:%S")
+    return parse_instant(value).strftime("%m-%d %H:%M:%S")
 
 
 def _duration(run: dict[str, Any]) -> str:
     started, finished = run.get("started_at"), run.get("finished_at")
     if not started or not finished:
         return "-"
-    seconds = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
+    seconds = (parse_instant(finished) - parse_instant(started)).total_seconds()
     return f"{seconds:.1f}s" if seconds < 60 else f"{seconds / 60:.1f}m"
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Annotated
 
 import typer
 
 from app.cli.console import fail
+from app.clock import InvalidInstant, parse_instant, utc_now
 
 schedule_app = typer.Typer(help="Inspect schedules without an agent.", no_args_is_help=True)
 
@@ -30,14 +31,16 @@ def schedule_preview(
     except ScheduleError as exc:
         raise fail(str(exc)) from None
     if after is None:
-        start = datetime.now(UTC)
+        start = utc_now()
     else:
         try:
-            start = datetime.fromisoformat(after.replace("Z", "+00:00"))
-        except ValueError:
+            start = parse_instant(after)
+        except InvalidInstant as exc:
+            if exc.problem == "offset":
+                raise fail(
+                    "--after: give a UTC offset (for example 2026-03-08T00:00:00+00:00)"
+                ) from None
             raise fail(f"--after: not an ISO 8601 instant: {after!r}") from None
-        if start.utcoffset() is None:
-            raise fail("--after: give a UTC offset (for example 2026-03-08T00:00:00+00:00)")
     # `start` is also the anchor: a delay or interval counts from it, as for a job created then.
     first = next_fire_after(parsed, start, start)
     for instant in upcoming_fires(parsed, start, first, count):
