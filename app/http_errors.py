@@ -4,8 +4,7 @@ failure answers `{"error": kind, "detail": message}`."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,11 +12,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import ChronosError
+from app.validation import describe_validation_errors
 
 log = logging.getLogger(__name__)
 
 _HTTP_ERROR_KINDS = {404: "not_found", 405: "method_not_allowed"}
-_TARGET_TAGS = ("http", "command", "python")
 
 
 def error_response(
@@ -26,26 +25,12 @@ def error_response(
     return JSONResponse({"error": kind, "detail": detail}, status_code=status_code, headers=headers)
 
 
-def _field_path(loc: Iterable[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
-    # Drop the discriminator tag pydantic inserts for tagged unions (target.command.argv).
-    if len(parts) >= 2 and parts[0] == "target" and parts[1] in _TARGET_TAGS:
-        parts.pop(1)
-    return ".".join(parts) or "body"
-
-
-def describe_validation_errors(errors: Iterable[Mapping[str, Any]], *, limit: int = 5) -> str:
-    """`field: message` for the first `limit` errors, joined by `; `; inputs never echoed."""
-    messages = [
-        f"{_field_path(err.get('loc', ()))}: {err.get('msg', 'invalid')}"
-        for err in list(errors)[:limit]
-    ]
-    return "; ".join(messages) or "invalid request"
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Render the error hierarchy, invalid input (400, never FastAPI's 422), HTTP errors and
-    anything unexpected (a JSON 500 whose detail leaks nothing) as JSON errors."""
+def install_error_handlers(
+    app: FastAPI, *, tagged_unions: Mapping[str, Sequence[str]] | None = None
+) -> None:
+    """Render the error hierarchy, invalid input (400, never FastAPI's 422; the first five
+    problems, each naming its field), HTTP errors and anything unexpected (a JSON 500 whose
+    detail leaks nothing) as JSON errors."""
 
     @app.exception_handler(ChronosError)
     async def _chronos_error(_: Request, exc: ChronosError) -> JSONResponse:
@@ -53,7 +38,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, "invalid_request", describe_validation_errors(exc.errors()))
+        detail = describe_validation_errors(exc.errors(), tagged_unions=tagged_unions, limit=5)
+        return error_response(400, "invalid_request", detail)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

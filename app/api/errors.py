@@ -9,13 +9,14 @@ from fastapi.responses import JSONResponse
 
 from app.http_errors import error_response
 from app.http_errors import install_error_handlers as install_json_error_handlers
+from app.runner.targets import TARGET_TAGS
 from app.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 
 def install_error_handlers(app: FastAPI, *, retry_after_seconds: int) -> None:
-    install_json_error_handlers(app)
+    install_json_error_handlers(app, tagged_unions={"target": TARGET_TAGS})
 
     @app.exception_handler(StoreUnavailable)
     async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:

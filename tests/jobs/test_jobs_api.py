@@ -124,7 +124,7 @@ PAST = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat
         ({"schedule": ""}, "schedule"),
         ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
         ({"schedule": "0 9 * * *", "timezone": "Nowhere"}, "timezone"),
-        ({"target": {"type": "ftp", "url": "ftp://x"}}, "target"),
+        ({"target": {"type": "ftp", "url": "ftp://x"}}, "target.type"),
         ({"target": {"type": "command"}}, "target.argv"),
         ({"target": {"type": "command", "argv": []}}, "target.argv"),
         ({"target": {"type": "http", "url": "not a url"}}, "target.url"),
