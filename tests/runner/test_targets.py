@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from app.domain.states import RunStatus
 from app.runner import (
     TRUNCATION_MARKER,
     CommandTarget,
@@ -274,7 +275,7 @@ async def test_http_2xx_succeeds_and_sends_idempotency_key_headers_and_json(
 
     result = await runner.run(target, CTX)
 
-    assert result == RunResult("succeeded", "http 200", "ok", None)
+    assert result == RunResult(RunStatus.SUCCEEDED, "http 200", "ok", None)
     [request] = server.recorder.requests
     assert request["method"] == "POST"
     assert request["headers"]["idempotency-key"] == CTX.dedup_key
@@ -379,7 +380,7 @@ async def test_http_unknown_host_fails(runner: TargetRunner) -> None:
 async def test_command_success_captures_stdout(runner: TargetRunner) -> None:
     result = await runner.run(py("print('hello from the job')"), CTX)
 
-    assert result == RunResult("succeeded", "exit 0", "hello from the job\n", None)
+    assert result == RunResult(RunStatus.SUCCEEDED, "exit 0", "hello from the job\n", None)
 
 
 async def test_command_nonzero_exit_fails_with_stderr(runner: TargetRunner) -> None:
@@ -387,7 +388,7 @@ async def test_command_nonzero_exit_fails_with_stderr(runner: TargetRunner) -> N
 
     result = await runner.run(py(script), CTX)
 
-    assert result == RunResult("failed", "exit 3", "partial\n", "disk full")
+    assert result == RunResult(RunStatus.FAILED, "exit 3", "partial\n", "disk full")
 
 
 async def test_command_killed_by_a_signal_names_it(runner: TargetRunner) -> None:
@@ -525,7 +526,7 @@ async def test_command_undecodable_output_is_replaced_not_fatal(runner: TargetRu
 async def test_command_missing_program_fails_clearly(runner: TargetRunner, program: str) -> None:
     result = await runner.run(CommandTarget(type="command", argv=[program, "--flag"]), CTX)
 
-    assert result == RunResult("failed", None, None, f"program not found: {program!r}")
+    assert result == RunResult(RunStatus.FAILED, None, None, f"program not found: {program!r}")
 
 
 async def test_command_runs_in_cwd(runner: TargetRunner, tmp_path: Path) -> None:
@@ -555,7 +556,7 @@ def call(function: str, /, timeout: float | None = None, **kwargs: Any) -> Pytho
 async def test_python_sync_function_gets_kwargs(runner: TargetRunner) -> None:
     result = await runner.run(call("add", a=2, b=3), CTX)
 
-    assert result == RunResult("succeeded", "returned", "5", None)
+    assert result == RunResult(RunStatus.SUCCEEDED, "returned", "5", None)
 
 
 async def test_python_sync_function_runs_off_the_event_loop_thread(runner: TargetRunner) -> None:
@@ -567,7 +568,7 @@ async def test_python_sync_function_runs_off_the_event_loop_thread(runner: Targe
 async def test_python_async_function_is_awaited(runner: TargetRunner) -> None:
     result = await runner.run(call("greet", name="chronos"), CTX)
 
-    assert result == RunResult("succeeded", "returned", "hello, chronos", None)
+    assert result == RunResult(RunStatus.SUCCEEDED, "returned", "hello, chronos", None)
 
 
 async def test_python_dict_return_is_json_with_str_fallback(runner: TargetRunner) -> None:
@@ -580,7 +581,7 @@ async def test_python_dict_return_is_json_with_str_fallback(runner: TargetRunner
 async def test_python_none_return_has_no_output(runner: TargetRunner) -> None:
     result = await runner.run(call("nothing"), CTX)
 
-    assert result == RunResult("succeeded", "returned", None, None)
+    assert result == RunResult(RunStatus.SUCCEEDED, "returned", None, None)
 
 
 @pytest.mark.parametrize(
@@ -592,7 +593,7 @@ async def test_python_exception_fails_with_type_and_message(
 ) -> None:
     result = await runner.run(call(name), CTX)
 
-    assert result == RunResult("failed", None, None, error)
+    assert result == RunResult(RunStatus.FAILED, None, None, error)
 
 
 async def test_python_exception_message_is_truncated(runner: TargetRunner) -> None:
@@ -615,7 +616,9 @@ async def test_python_slow_coroutine_times_out(runner: TargetRunner) -> None:
 async def test_python_own_timeout_error_is_a_failure_not_a_timeout(runner: TargetRunner) -> None:
     result = await runner.run(call("raise_timeout", timeout=30), CTX)
 
-    assert result == RunResult("failed", None, None, "TimeoutError: upstream socket timed out")
+    assert result == RunResult(
+        RunStatus.FAILED, None, None, "TimeoutError: upstream socket timed out"
+    )
 
 
 @pytest.mark.parametrize(
