@@ -30,9 +30,20 @@ def log_context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+class ContextFilter(logging.Filter):
+    """Copies the bound context onto each record as it is logged, so a handler that formats
+    later (a queue, another thread) still writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "_log_context"):
+            record._log_context = dict(_context.get())
+        return True
+
+
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The bound context, then the record's own `extra` fields (which win on a clash)."""
-    fields = dict(_context.get())
+    bound = getattr(record, "_log_context", None)
+    fields = dict(_context.get() if bound is None else bound)
     for key, value in record.__dict__.items():
         if key not in _STANDARD and not key.startswith("_"):
             fields[key] = value
@@ -71,6 +82,7 @@ class KeyValueFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else KeyValueFormatter())
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

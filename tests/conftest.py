@@ -1,6 +1,10 @@
 """Shared fixtures. Every test that touches the store gets its own freshly migrated database:
 a SQLite file by default, or a PostgreSQL database when `CHRONOS_TEST_DATABASE_URL` is set
-(cloned from a migrated template, so each test still starts empty)."""
+(cloned from a migrated template, so each test still starts empty).
+
+`nas` is a real NAS emulator on a loopback port, signing with the session's NAS key
+(`tests.support.keys.nas_signing_key`: generated once, not per test); `agent` is the app over
+ASGI, talking to it."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import pytest_asyncio
 from sqlalchemy.engine import make_url
 
 from app.store import Store
+from tests.support.agent import Agent, RunningNas, run_agent, run_nas
 
 PG_URL = os.environ.get("CHRONOS_TEST_DATABASE_URL")
 
@@ -80,3 +85,15 @@ async def store(database_url: str) -> AsyncIterator[Store]:
     await store.migrate()
     yield store
     await store.close()
+
+
+@pytest_asyncio.fixture
+async def nas(tmp_path: Path) -> AsyncIterator[RunningNas]:
+    async with run_nas(tmp_path) as running_nas:
+        yield running_nas
+
+
+@pytest_asyncio.fixture
+async def agent(database_url: str, nas: RunningNas) -> AsyncIterator[Agent]:
+    async with run_agent(database_url, nas) as running_agent:
+        yield running_agent

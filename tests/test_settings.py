@@ -31,7 +31,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def test_complete_settings_have_no_problems() -> None:
@@ -166,7 +166,7 @@ def test_a_bad_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_dotenv_file_is_read(tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text("CHRONOS_PORT=7777\nCHRONOS_EXPECTED_AUDIENCE=agent:dotenv\n")
-    s = Settings(_env_file=str(dotenv))  # type: ignore[call-arg]
+    s = Settings(_env_file=str(dotenv))
     assert s.port == 7777
     assert s.expected_audience == "agent:dotenv"
     assert Settings().port == 7777  # `.env` in the working directory by default

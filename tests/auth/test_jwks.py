@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
+from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from app.auth import JwksCache, JwksUnavailable, UnknownSigningKey
@@ -232,6 +233,7 @@ async def test_unusable_keys_are_skipped_not_fatal(
     cache: JwksCache, endpoint: JwksEndpoint
 ) -> None:
     good = RSA.public_jwk()
+    assert isinstance(RSA.private_key, rsa.RSAPrivateKey)
     endpoint.document = {
         "keys": [
             {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0", "alg": "HS256"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import httpx
 import pytest
@@ -56,7 +57,7 @@ def verifier(http: httpx.AsyncClient, clock: ManualClock) -> FireTokenVerifier:
     return FireTokenVerifier(jwks, audience=AUDIENCE, issuer=ISSUER, leeway=LEEWAY)
 
 
-def claims(**extra: object) -> dict[str, object]:
+def claims(**extra: Any) -> dict[str, object]:
     return fire_claims(AUDIENCE, ISSUER, **extra)
 
 

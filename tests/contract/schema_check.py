@@ -195,7 +195,7 @@ def _same(a: Any, b: Any) -> bool:
     """JSON equality: `True` is not `1`."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
-    return a == b
+    return bool(a == b)
 
 
 def _type_name(value: Any) -> str:

@@ -75,7 +75,8 @@ def _deref(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 
 def _request_schema(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
     operation = document["paths"][path][method]
-    return operation["requestBody"]["content"]["application/json"]["schema"]
+    schema: dict[str, Any] = operation["requestBody"]["content"]["application/json"]["schema"]
+    return schema
 
 
 def _operations(document: dict[str, Any]) -> set[tuple[str, str]]:
@@ -412,7 +413,8 @@ async def test_emulator_answers_meet_the_nas_contract(
     def schema(path: str, status: str) -> dict[str, Any]:
         method = NAS_PATHS[path]
         response = _deref(nas_doc, nas_doc["paths"][path][method]["responses"][status])
-        return response["content"]["application/json"]["schema"]
+        found: dict[str, Any] = response["content"]["application/json"]["schema"]
+        return found
 
     transport = httpx.ASGITransport(app=emulator_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://nas.test") as raw:

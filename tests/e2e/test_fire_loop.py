@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests.support.keys import nas_signing_key, write_private_key
 from tests.support.processes import base_env, chronos_process
 from tests.support.servers import free_port
 
@@ -102,7 +103,8 @@ def deployment(tmp_path: Path, database_url: str) -> Iterator[Deployment]:
         NAS_EMULATOR_PUBLIC_URL=nas_url,
         NAS_EMULATOR_AGENT_TOKEN=NAS_TOKEN,
         NAS_EMULATOR_INSTANCE_ID="e2e",
-        NAS_EMULATOR_KEY_FILE=str(tmp_path / "nas-key.pem"),
+        # The session's NAS key, so the emulator loads a key instead of generating one.
+        NAS_EMULATOR_KEY_FILE=str(write_private_key(nas_signing_key(), tmp_path / "nas-key.pem")),
         NAS_EMULATOR_REDELIVERY_INITIAL_SECONDS="0.5",
         NAS_EMULATOR_REDELIVERY_MAX_SECONDS="2",
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator.conftest import (
+from tests.support.emulator import (
     INSTANCE_A,
     INSTANCE_B,
     TOKEN_A,

@@ -1,4 +1,8 @@
-"""Fire delivery over real HTTP: timing, the JWT, re-delivery, abandonment and cancellation."""
+"""Fire delivery over real HTTP: timing, the JWT, re-delivery, abandonment and cancellation.
+
+What must *not* be delivered is checked on a driven emulator (`start_driven_emulator`): its
+clock moves only when the test says, so the test moves it past the moment the delivery would
+be due, waits until everything due is delivered (`settle`), and only then looks."""
 
 from __future__ import annotations
 
@@ -13,21 +17,26 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app.emulator import EmulatorConfig, create_emulator_app
-from tests.emulator.conftest import (
+from tests.support.emulator import (
     INSTANCE_A,
     TOKEN_A,
     TOKEN_B,
     AgentReceiver,
     Reply,
     RunningEmulator,
+    StartDrivenEmulator,
     StartEmulator,
-    bind_loopback,
     iso_in,
     provision_body,
-    wait_until,
 )
+from tests.support.servers import bind_loopback, wait_until
 
 pytestmark = pytest.mark.asyncio
+
+# Driven emulators run on FAST_REDELIVERY: a failed attempt is retried within 0.2 s (of their
+# clock) unless the agent's Retry-After says otherwise.
+RETRIES_DUE = 1.0
+NEVER = 24 * 3600.0  # long past any re-delivery any of these tests could leave pending
 
 
 async def provision(emulator: RunningEmulator, body: dict[str, str], token: str = TOKEN_A) -> str:
@@ -84,12 +93,18 @@ async def test_fire_is_delivered_at_fire_at_with_a_verifiable_jwt(
 
 
 async def test_failed_deliveries_are_retried_and_the_arm_stays_listed_until_2xx(
-    emulator: RunningEmulator, receiver: AgentReceiver
+    start_driven_emulator: StartDrivenEmulator, receiver: AgentReceiver
 ) -> None:
+    emulator = await start_driven_emulator()
     third_answer = asyncio.Event()
     receiver.script("flaky", 503, 503, Reply(200, gate=third_answer))
-    schedule_id = await provision(emulator, provision_body("flaky", iso_in(-1), receiver.url))
+    schedule_id = await provision(
+        emulator, provision_body("flaky", emulator.iso_in(-1), receiver.url)
+    )
 
+    await emulator.settle()  # the first attempt failed
+    await emulator.pass_time(RETRIES_DUE)  # the second one too
+    emulator.advance(RETRIES_DUE)
     calls = await receiver.wait_for_calls(3, "flaky")
 
     # The third attempt is in flight: the fire is not done, so the arm is still listed.
@@ -118,24 +133,27 @@ async def test_failed_deliveries_are_retried_and_the_arm_stays_listed_until_2xx(
     assert {(claims["job_id"], claims["fire_at"]) for claims in tokens} == {
         ("flaky", calls[0].json["fire_at"])
     }
-    await asyncio.sleep(0.3)
+    await emulator.pass_time(NEVER)  # any re-delivery left would be made by now
     assert len(receiver.calls_for("flaky")) == 3
 
 
 async def test_delivery_is_abandoned_after_max_attempts(
-    start_emulator: StartEmulator, receiver: AgentReceiver
+    start_driven_emulator: StartDrivenEmulator, receiver: AgentReceiver
 ) -> None:
-    emulator = await start_emulator(redelivery_max_attempts=3)
+    emulator = await start_driven_emulator(redelivery_max_attempts=3)
     receiver.script("broken", 500, 500, 500, 500, 500)
-    await provision(emulator, provision_body("broken", iso_in(-1), receiver.url))
+    await provision(emulator, provision_body("broken", emulator.iso_in(-1), receiver.url))
 
+    await emulator.settle()
+    await emulator.pass_time(RETRIES_DUE)
+    await emulator.pass_time(RETRIES_DUE)
     await receiver.wait_for_calls(3, "broken")
     await wait_until(_no_arms(emulator), what="the abandoned arm to disappear")
 
     records = await emulator.deliveries("broken")
     assert [r["outcome"] for r in records] == ["retrying", "retrying", "abandoned"]
     assert records[-1]["next_retry_at"] is None
-    await asyncio.sleep(0.4)
+    await emulator.pass_time(NEVER)  # a fourth attempt, if any were left, would be made by now
     assert len(receiver.calls_for("broken")) == 3
 
 
@@ -161,17 +179,25 @@ async def test_transport_errors_are_recorded_and_retried(start_emulator: StartEm
 
 
 async def test_retry_after_is_honoured_but_capped(
-    start_emulator: StartEmulator, receiver: AgentReceiver
+    start_driven_emulator: StartDrivenEmulator, receiver: AgentReceiver
 ) -> None:
-    emulator = await start_emulator(redelivery_initial_seconds=0.01, redelivery_max_seconds=0.6)
+    emulator = await start_driven_emulator(
+        redelivery_initial_seconds=0.01, redelivery_max_seconds=0.6
+    )
     receiver.script("busy", Reply(429, headers={"Retry-After": "3600"}))
-    await provision(emulator, provision_body("busy", iso_in(-1), receiver.url))
+    await provision(emulator, provision_body("busy", emulator.iso_in(-1), receiver.url))
+    await emulator.settle()
 
-    first, second = await receiver.wait_for_calls(2, "busy", timeout=3)
-
-    gap = second.received_at - first.received_at
-    # Without Retry-After the backoff would be ~0.01 s; with it uncapped, an hour.
-    assert timedelta(seconds=0.5) <= gap < timedelta(seconds=1.5)
+    # Without Retry-After the backoff would be at most 0.01 s; with it uncapped, an hour.
+    (first,) = await emulator.deliveries("busy")
+    gap = datetime.fromisoformat(first["next_retry_at"]) - datetime.fromisoformat(
+        first["delivered_at"]
+    )
+    assert gap == timedelta(seconds=0.6)
+    await emulator.pass_time(0.59)
+    assert len(receiver.calls_for("busy")) == 1
+    emulator.advance(0.01)
+    await receiver.wait_for_calls(2, "busy")
 
 
 async def test_a_past_fire_at_is_delivered_immediately(
@@ -188,46 +214,51 @@ async def test_a_past_fire_at_is_delivered_immediately(
 
 
 async def test_only_the_replacing_fire_is_delivered(
-    emulator: RunningEmulator, receiver: AgentReceiver
+    start_driven_emulator: StartDrivenEmulator, receiver: AgentReceiver
 ) -> None:
-    await provision(emulator, provision_body("moved", iso_in(0.6), receiver.url))
-    new_fire_at = iso_in(0.9)
+    emulator = await start_driven_emulator()
+    await provision(emulator, provision_body("moved", emulator.iso_in(60), receiver.url))
+    new_fire_at = emulator.iso_in(90)
     await provision(emulator, provision_body("moved", new_fire_at, receiver.url))
 
-    await receiver.wait_for_calls(1, "moved", timeout=3)
-    await asyncio.sleep(0.3)
+    await emulator.pass_time(60)  # the replaced fire's time: nothing is due
+    assert receiver.calls_for("moved") == []
+    emulator.advance(30)
+    await receiver.wait_for_calls(1, "moved")
+    await emulator.pass_time(NEVER)
 
     assert [call.json["fire_at"] for call in receiver.calls_for("moved")] == [new_fire_at]
 
 
 async def test_replacing_a_retrying_fire_stops_its_redelivery(
-    start_emulator: StartEmulator, receiver: AgentReceiver
+    start_driven_emulator: StartDrivenEmulator, receiver: AgentReceiver
 ) -> None:
-    emulator = await start_emulator(redelivery_max_seconds=2)
+    emulator = await start_driven_emulator(redelivery_max_seconds=2)
     receiver.script("stuck", Reply(503, headers={"Retry-After": "1"}), 503, 503)
-    await provision(emulator, provision_body("stuck", iso_in(-1), receiver.url))
+    await provision(emulator, provision_body("stuck", emulator.iso_in(-1), receiver.url))
+    await emulator.settle()
+    assert [r["outcome"] for r in await emulator.deliveries("stuck")] == ["retrying"]
 
-    async def retrying() -> bool:
-        return [r["outcome"] for r in await emulator.deliveries("stuck")] == ["retrying"]
-
-    await wait_until(retrying, what="the first attempt to fail")
-    new_schedule_id = await provision(emulator, provision_body("stuck", iso_in(3600), receiver.url))
-    await asyncio.sleep(1.3)  # past the moment the re-delivery was due
+    new_schedule_id = await provision(
+        emulator, provision_body("stuck", emulator.iso_in(3600), receiver.url)
+    )
+    await emulator.pass_time(2)  # past the moment the re-delivery was due (Retry-After: 1)
 
     assert len(receiver.calls_for("stuck")) == 1
     assert [arm["schedule_id"] for arm in await emulator.armed()] == [new_schedule_id]
 
 
 async def test_an_attempt_in_flight_when_its_arm_is_replaced_is_not_retried(
-    emulator: RunningEmulator, receiver: AgentReceiver
+    start_driven_emulator: StartDrivenEmulator, receiver: AgentReceiver
 ) -> None:
+    emulator = await start_driven_emulator()
     answer = asyncio.Event()
     receiver.script("moving", Reply(503, gate=answer), 503, 503)
-    await provision(emulator, provision_body("moving", iso_in(-1), receiver.url))
+    await provision(emulator, provision_body("moving", emulator.iso_in(-1), receiver.url))
     await receiver.wait_for_calls(1, "moving")
 
     new_schedule_id = await provision(
-        emulator, provision_body("moving", iso_in(3600), receiver.url)
+        emulator, provision_body("moving", emulator.iso_in(3600), receiver.url)
     )
     answer.set()
 
@@ -235,7 +266,8 @@ async def test_an_attempt_in_flight_when_its_arm_is_replaced_is_not_retried(
         return bool(await emulator.deliveries("moving"))
 
     await wait_until(recorded, what="the in-flight attempt to be recorded")
-    await asyncio.sleep(0.3)  # several re-delivery intervals
+    # Past several re-delivery intervals, short of the replacing fire.
+    await emulator.pass_time(RETRIES_DUE)
     (record,) = await emulator.deliveries("moving")
     assert (record["status_code"], record["outcome"]) == (503, "cancelled")
     assert record["next_retry_at"] is None
@@ -244,27 +276,32 @@ async def test_an_attempt_in_flight_when_its_arm_is_replaced_is_not_retried(
 
 
 async def test_cancel_prevents_the_pending_delivery(
-    emulator: RunningEmulator, receiver: AgentReceiver
+    start_driven_emulator: StartDrivenEmulator, receiver: AgentReceiver
 ) -> None:
-    await provision(emulator, provision_body("cancelled", iso_in(0.6), receiver.url))
-    await provision(emulator, provision_body("control", iso_in(0.6), receiver.url))
+    emulator = await start_driven_emulator()
+    fire_at = emulator.iso_in(60)
+    await provision(emulator, provision_body("cancelled", fire_at, receiver.url))
+    await provision(emulator, provision_body("control", fire_at, receiver.url))
 
     await emulator.client().post("/api/agent-cron/cancel", json={"job_id": "cancelled"})
-    await receiver.wait_for_calls(1, "control", timeout=3)
-    await asyncio.sleep(0.2)
+    emulator.advance(60)  # both fires' time
+    await receiver.wait_for_calls(1, "control")
+    await emulator.pass_time(NEVER)
 
     assert receiver.calls_for("cancelled") == []
     assert await emulator.deliveries("cancelled") == []
 
 
 async def test_clearing_all_arms_prevents_their_delivery(
-    emulator: RunningEmulator, receiver: AgentReceiver
+    start_driven_emulator: StartDrivenEmulator, receiver: AgentReceiver
 ) -> None:
-    await provision(emulator, provision_body("a-job", iso_in(0.6), receiver.url), TOKEN_A)
-    await provision(emulator, provision_body("b-job", iso_in(0.6), receiver.url), TOKEN_B)
+    emulator = await start_driven_emulator()
+    fire_at = emulator.iso_in(60)
+    await provision(emulator, provision_body("a-job", fire_at, receiver.url), TOKEN_A)
+    await provision(emulator, provision_body("b-job", fire_at, receiver.url), TOKEN_B)
 
     response = await emulator.client(None).delete("/_emulator/arms")
-    await asyncio.sleep(1.0)
+    await emulator.pass_time(NEVER)  # far past the cleared fires' time
 
     assert response.json() == {"cleared": 2}
     assert receiver.calls == []
@@ -292,29 +329,24 @@ async def test_a_slow_agent_does_not_hold_up_other_fires(
 
 
 async def test_emulator_arms_show_the_delivery_state(
-    emulator: RunningEmulator, receiver: AgentReceiver
+    start_driven_emulator: StartDrivenEmulator, receiver: AgentReceiver
 ) -> None:
+    emulator = await start_driven_emulator()
     receiver.script("retried", 502, 502, 502, 502)
-    fire_at = iso_in(3600)
+    fire_at = emulator.iso_in(3600)
     await provision(emulator, provision_body("later", fire_at, receiver.url))
-    await provision(emulator, provision_body("retried", iso_in(-1), receiver.url))
+    await provision(emulator, provision_body("retried", emulator.iso_in(-1), receiver.url))
     await receiver.wait_for_calls(1, "retried")
+    await emulator.settle()  # the failed attempt is recorded; the next one waits for the clock
 
-    async def retrying() -> bool:
-        arms = (await emulator.client(None).get("/_emulator/arms")).json()["arms"]
-        return any(arm["job_id"] == "retried" and arm["attempts"] >= 1 for arm in arms)
-
-    await wait_until(retrying, what="the failed attempt to be recorded on the arm")
-    arms = {
-        arm["job_id"]: arm
-        for arm in (await emulator.client(None).get("/_emulator/arms")).json()["arms"]
-    }
+    arms = {arm["job_id"]: arm for arm in await emulator.all_arms()}
 
     assert arms["later"]["state"] == "scheduled"
     assert arms["later"]["fire_at"] == fire_at
     assert arms["later"]["instance_id"] == INSTANCE_A
     assert arms["later"]["attempts"] == 0
-    assert arms["retried"]["state"] in {"retrying", "delivering"}
+    assert arms["retried"]["state"] == "retrying"
+    assert arms["retried"]["attempts"] == 1
 
 
 async def test_deliveries_can_be_filtered_by_job(
@@ -366,8 +398,7 @@ async def test_http_client_factory_is_used_for_deliveries() -> None:
 
 def _no_arms(emulator: RunningEmulator) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
-        arms = (await emulator.client(None).get("/_emulator/arms")).json()["arms"]
-        return arms == []
+        return await emulator.all_arms() == []
 
     return check
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from app.emulator import EmulatorConfigError, load_signing_key
 from app.emulator.keys import jwk_thumbprint
-from tests.emulator.conftest import StartEmulator
+from tests.support.emulator import StartEmulator
 
 # RFC 7638, section 3.1: an RSA key and its SHA-256 thumbprint.
 RFC7638_N = (

@@ -6,6 +6,7 @@ provision, cancel, list, JWKS — goes over real HTTP to the real emulator.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from app.emulator import EmulatorConfig, SigningKey, build_uvicorn_server, load_
 from app.main import create_app
 from app.services import Services
 from app.settings import Settings
+from tests.support import keys
 from tests.support.servers import bind_loopback, running
 
 NAS_TOKEN = "nas-token-for-the-test-agent"
@@ -88,10 +90,15 @@ class RunningNas:
 
 
 @asynccontextmanager
-async def run_nas(tmp_path: Path, **config: Any) -> AsyncIterator[RunningNas]:
+async def run_nas(
+    tmp_path: Path, *, key: keys.SigningKey | None = None, **config: Any
+) -> AsyncIterator[RunningNas]:
+    """The NAS emulator on a loopback port. It signs with `key` (default: the session's NAS
+    key), written to `tmp_path/nas-key.pem` unless a key file is there already, so a NAS
+    restarted on the same `tmp_path` keeps its key."""
     sock = bind_loopback()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    key_file = str(tmp_path / "nas-key.pem")
+    key_file = str(keys.write_private_key(key or keys.nas_signing_key(), tmp_path / "nas-key.pem"))
     cfg = EmulatorConfig(
         public_url=url,
         agent_tokens={NAS_TOKEN: INSTANCE_ID},
@@ -158,7 +165,7 @@ def agent_settings(database_url: str, nas: RunningNas, **overrides: Any) -> Sett
         "node_id": "node-test",
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @dataclass
@@ -205,8 +212,24 @@ class Agent:
         runs: list[dict[str, Any]] = response.json()
         return runs
 
-    async def idle(self) -> None:
-        await self.services.executor.wait_idle(timeout=30)
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until no run of this agent is going (runs started meanwhile, such as a buffered
+        fire started by the end of the run before it, included); fail the test on timeout."""
+        executor = self.services.executor
+        deadline = time.monotonic() + timeout
+        while executor.active:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                still = sorted(
+                    task.get_name()
+                    for task in asyncio.all_tasks()
+                    if task.get_name().startswith("run:") and not task.done()
+                )
+                raise AssertionError(
+                    f"agent not idle after {timeout}s: {executor.active} run(s) still going: "
+                    + (", ".join(still) or "(unnamed)")
+                )
+            await executor.wait_idle(timeout=remaining)
 
 
 @asynccontextmanager

@@ -1,8 +1,12 @@
 """Real signing keys, JWTs and a mock JWKS endpoint for tests.
 
 `SigningKey.rsa(kid)` / `SigningKey.ec(kid)` return the same key material for the same kid
-within a test session (2048-bit RSA generation is slow); distinct kids get distinct keys.
+within a test session (2048-bit RSA generation is slow); distinct kids get distinct keys, so a
+test that needs a fresh or rotated key asks for a kid no other test uses.
 Use `key.with_kid(other)` for a key that claims someone else's kid.
+
+`write_private_key(key, path)` puts a session key where a NAS emulator reads its `key_file`,
+so an emulator started per test loads a key instead of generating one.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import functools
 import hashlib
 import hmac
 import json
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -74,6 +80,14 @@ class SigningKey:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
+    def private_pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM (what an emulator's `key_file` holds)."""
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
     def mint(
         self,
         claims: dict[str, Any],
@@ -92,6 +106,26 @@ class SigningKey:
             algorithm=algorithm or self.algorithm,
             headers={name: value for name, value in merged.items() if value is not None},
         )
+
+
+NAS_KID = "nas-emulator"
+"""The kid under which tests cache the NAS emulator's RSA key (one per session)."""
+
+
+def nas_signing_key() -> SigningKey:
+    """The NAS emulator's RSA key for this session; `SigningKey.rsa(other_kid)` for another."""
+    return SigningKey.rsa(NAS_KID)
+
+
+def write_private_key(key: SigningKey, path: Path) -> Path:
+    """Write `key` as a 0600 PEM file at `path` unless a key file is there already (a restarted
+    emulator keeps the key it had), and return `path`."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(key.private_pem())
+    return path
 
 
 def jwks_document(*keys: SigningKey) -> dict[str, Any]:

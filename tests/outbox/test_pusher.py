@@ -1,0 +1,254 @@
+"""`OutboxPusher` against a real store, with NAS answering through `httpx.MockTransport`: an
+operation leaves the outbox only when NAS acknowledged that very generation, failures stay
+counted, and the maintenance backoff holds back what failed recently."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from app.domain.records import OutboxRecord
+from app.domain.states import NasOp
+from app.nas import NasClient, RetryBudget
+from app.outbox import OutboxPusher
+from app.store import Store
+from tests.support import ManualUtcClock
+
+pytestmark = pytest.mark.asyncio
+
+PORTAL = "https://nas.example"
+CALLBACK = "https://agent.example"
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+FIRE_AT = datetime(2030, 1, 1, 13, 0, tzinfo=UTC)
+ONE_TRY = RetryBudget(attempts=1, max_seconds=5.0, initial_wait=0.001, max_wait=0.001)
+
+Answer = Callable[[str, dict[str, Any]], Awaitable[httpx.Response]]
+
+
+async def ok(_path: str, _body: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(200, json={"schedule_id": "sch-1", "ok": True})
+
+
+async def unavailable(_path: str, _body: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(503, json={"error": "unavailable"})
+
+
+@dataclass
+class ScriptedNas:
+    """NAS behind a mock transport: `answer` decides each reply; every call is recorded as
+    (operation, job_id)."""
+
+    answer: Answer = ok
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        body: dict[str, Any] = json.loads(request.content)
+        operation = request.url.path.rsplit("/", 1)[-1]
+        self.calls.append((operation, body["job_id"]))
+        self.bodies.append(body)
+        return await self.answer(operation, body)
+
+
+@dataclass
+class Pushing:
+    pusher: OutboxPusher
+    store: Store
+    nas: ScriptedNas
+    clock: ManualUtcClock
+
+    async def queue(self, job_id: str, op: NasOp, fire_at: datetime | None = None) -> None:
+        async with self.store.transaction() as tx:
+            await tx.outbox.queue(job_id, op, fire_at, self.clock())
+
+    async def pending(self, job_id: str) -> OutboxRecord | None:
+        async with self.store.transaction() as tx:
+            return await tx.outbox.get(job_id)
+
+
+@pytest_asyncio.fixture
+async def pushing(store: Store) -> AsyncIterator[Pushing]:
+    nas = ScriptedNas()
+    clock = ManualUtcClock(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(nas)) as http:
+        client = NasClient(http, PORTAL, "nas-token", budget=ONE_TRY)
+        yield Pushing(OutboxPusher(store, client, CALLBACK, clock), store, nas, clock)
+
+
+async def test_an_acknowledged_provision_leaves_the_outbox(pushing: Pushing) -> None:
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+
+    assert await pushing.pusher.push_job("job-a") is True
+
+    assert await pushing.pending("job-a") is None
+    assert pushing.nas.bodies == [
+        {
+            "job_id": "job-a",
+            "fire_at": "2030-01-01T13:00:00+00:00",
+            "agent_callback_url": CALLBACK,
+            "dedup_key": "job-a:2030-01-01T13:00:00+00:00",
+        }
+    ]
+
+
+async def test_an_acknowledged_cancel_leaves_the_outbox(pushing: Pushing) -> None:
+    await pushing.queue("job-a", NasOp.CANCEL)
+
+    assert await pushing.pusher.push_job("job-a") is True
+
+    assert await pushing.pending("job-a") is None
+    assert pushing.nas.calls == [("cancel", "job-a")]
+
+
+async def test_a_job_with_nothing_queued_is_not_pushed(pushing: Pushing) -> None:
+    assert await pushing.pusher.push_job("job-a") is True
+    assert pushing.nas.calls == []
+
+
+async def test_a_failed_operation_stays_queued_with_its_attempts_and_last_error(
+    pushing: Pushing,
+) -> None:
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+    pushing.nas.answer = unavailable
+
+    assert await pushing.pusher.push_job("job-a") is False
+    pushing.clock.advance(30)
+    assert await pushing.pusher.push_job("job-a") is False
+
+    kept = await pushing.pending("job-a")
+    assert kept is not None
+    assert (kept.op, kept.fire_at, kept.generation) == (NasOp.PROVISION, FIRE_AT, 1)
+    assert kept.attempts == 2
+    assert kept.last_error == "POST /api/agent-cron/provision: HTTP 503"
+    assert kept.updated_at == pushing.clock()  # the time of the last failure
+    assert pushing.nas.calls == [("provision", "job-a")] * 2
+
+    pushing.nas.answer = ok
+    assert await pushing.pusher.push_job("job-a") is True
+    assert await pushing.pending("job-a") is None
+
+
+async def test_a_refused_operation_keeps_nas_reason(pushing: Pushing) -> None:
+    async def refuse(_path: str, _body: dict[str, Any]) -> httpx.Response:
+        return httpx.Response(
+            400, json={"error": "invalid_request", "detail": "fire_at: not an instant"}
+        )
+
+    pushing.nas.answer = refuse
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+
+    assert await pushing.pusher.push_job("job-a") is False
+
+    kept = await pushing.pending("job-a")
+    assert kept is not None
+    assert kept.attempts == 1
+    assert kept.last_error == "POST /api/agent-cron/provision: HTTP 400: fire_at: not an instant"
+
+
+async def test_a_newer_operation_queued_while_an_older_is_in_flight_survives_its_ack(
+    pushing: Pushing,
+) -> None:
+    in_flight = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_provision_then_cancel_fails(path: str, body: dict[str, Any]) -> httpx.Response:
+        if path == "provision":
+            in_flight.set()
+            await release.wait()
+            return await ok(path, body)
+        return await unavailable(path, body)
+
+    pushing.nas.answer = slow_provision_then_cancel_fails
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+    push = asyncio.create_task(pushing.pusher.push_job("job-a"))
+    await asyncio.wait_for(in_flight.wait(), timeout=5)
+
+    await pushing.queue("job-a", NasOp.CANCEL)  # e.g. the job was paused meanwhile
+    release.set()  # NAS acknowledges the provision (generation 1)
+
+    # The ack of generation 1 does not remove generation 2: the cancel is pushed next, and
+    # stays queued because NAS fails it.
+    assert await asyncio.wait_for(push, timeout=5) is False
+    assert pushing.nas.calls == [("provision", "job-a"), ("cancel", "job-a")]
+    kept = await pushing.pending("job-a")
+    assert kept is not None
+    assert (kept.op, kept.fire_at, kept.generation) == (NasOp.CANCEL, None, 2)
+    assert kept.attempts == 1
+    assert kept.last_error == "POST /api/agent-cron/cancel: HTTP 503"
+
+
+async def test_push_all_pushes_every_pending_operation(pushing: Pushing) -> None:
+    for job_id in ("job-a", "job-b", "job-c"):
+        await pushing.queue(job_id, NasOp.PROVISION, FIRE_AT)
+
+    assert await pushing.pusher.push_all(concurrency=2) == 0
+
+    assert sorted(pushing.nas.calls) == [
+        ("provision", "job-a"),
+        ("provision", "job-b"),
+        ("provision", "job-c"),
+    ]
+    for job_id in ("job-a", "job-b", "job-c"):
+        assert await pushing.pending(job_id) is None
+
+
+async def test_push_all_with_backoff_waits_two_to_the_attempts_seconds(pushing: Pushing) -> None:
+    async def job_a_fails_once(path: str, body: dict[str, Any]) -> httpx.Response:
+        if body["job_id"] == "job-a" and pushing.nas.calls.count((path, "job-a")) == 1:
+            return await unavailable(path, body)
+        return await ok(path, body)
+
+    pushing.nas.answer = job_a_fails_once
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+    await pushing.queue("job-b", NasOp.PROVISION, FIRE_AT)
+
+    # Never failed yet: both are pushed at once; job-a fails (attempts = 1, at T0).
+    assert await pushing.pusher.push_all(concurrency=2, backoff=True) == 1
+    assert sorted(pushing.nas.calls) == [("provision", "job-a"), ("provision", "job-b")]
+    assert await pushing.pending("job-b") is None
+
+    pushing.clock.advance(1)  # 2^1 s after the failure have not passed
+    await pushing.pusher.push_all(concurrency=2, backoff=True)
+    assert len(pushing.nas.calls) == 2  # job-a was held back
+    held = await pushing.pending("job-a")
+    assert held is not None and held.attempts == 1
+
+    pushing.clock.advance(1)  # now they have
+    assert await pushing.pusher.push_all(concurrency=2, backoff=True) == 0
+    assert pushing.nas.calls[2:] == [("provision", "job-a")]
+    assert await pushing.pending("job-a") is None
+
+
+async def test_the_backoff_is_at_most_ten_minutes(pushing: Pushing) -> None:
+    pushing.nas.answer = unavailable
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+    for _ in range(10):  # 2^10 s would be 17 minutes
+        assert await pushing.pusher.push_job("job-a") is False
+    pushing.nas.answer = ok
+
+    pushing.clock.advance(599)
+    await pushing.pusher.push_all(concurrency=1, backoff=True)
+    assert len(pushing.nas.calls) == 10
+
+    pushing.clock.advance(1)
+    assert await pushing.pusher.push_all(concurrency=1, backoff=True) == 0
+    assert len(pushing.nas.calls) == 11
+    assert await pushing.pending("job-a") is None
+
+
+async def test_push_all_without_backoff_retries_at_once(pushing: Pushing) -> None:
+    pushing.nas.answer = unavailable
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+    assert await pushing.pusher.push_all(concurrency=1) == 1
+
+    pushing.nas.answer = ok
+    assert await pushing.pusher.push_all(concurrency=1) == 0
+    assert pushing.nas.calls == [("provision", "job-a")] * 2
