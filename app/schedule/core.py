@@ -1,4 +1,5 @@
-"""Schedules: `in 90s`, an ISO 8601 instant, `every 5m`, or 5-field cron in an IANA zone.
+"""Schedules: `in 90s`, an ISO 8601 instant, `every 5m`, or cron (five fields or a macro such
+as `@daily`, see `crontab.py`) in an IANA zone.
 
 Every instant computed here is timezone-aware UTC and a whole second.
 """
@@ -11,9 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from app.schedule.cron import NoNextFire, next_cron_fire
+from app.schedule.crontab import CronError, CronExpression, parse_cron
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DELAY_RE = re.compile(r"^in\s+(\d+)\s*([smhd])$", re.IGNORECASE)
@@ -34,7 +34,7 @@ class Schedule:
     at: datetime | None = None  # once, absolute
     delay: timedelta | None = None  # once, relative to the job's anchor
     period: timedelta | None = None  # interval
-    cron: str | None = None  # cron
+    cron: CronExpression | None = None  # cron
 
     @property
     def is_one_shot(self) -> bool:
@@ -84,19 +84,17 @@ def parse_schedule(text: str, timezone: str = "UTC") -> Schedule:
     if m := _EVERY_RE.match(raw):
         return Schedule("interval", raw, timezone, period=_duration(m, "an interval"))
     fields = raw.split()
-    if len(fields) == 5:
-        expression = " ".join(fields)
-        tokens = [t.upper() for field in fields for t in field.split(",")]
-        if any(t == "R" or t.startswith("H") for t in tokens):
-            # croniter's random (R) and hashed (H) fields would make fire times unpredictable.
-            raise ScheduleError(f"random or hashed cron fields are not supported: {raw!r}")
-        if not croniter.is_valid(expression):
-            raise ScheduleError(f"invalid cron expression {raw!r}")
+    # Six or seven fields are other dialects' seconds and years: refused as cron, saying so.
+    if len(fields) in (5, 6, 7) or raw.startswith("@"):
+        try:
+            expression = parse_cron(raw)
+        except CronError as exc:
+            raise ScheduleError(f"invalid cron expression {raw!r}: {exc}") from exc
         try:
             next_cron_fire(expression, load_zone(timezone), _PROBE_FROM)
         except NoNextFire as exc:
             raise ScheduleError(f"cron expression {raw!r} matches no date") from exc
-        return Schedule("cron", raw, timezone, cron=expression)
+        return Schedule("cron", expression.text, timezone, cron=expression)
     if len(fields) == 1:
         try:
             at = datetime.fromisoformat(raw)  # 3.11 reads a trailing Z
@@ -111,7 +109,7 @@ def parse_schedule(text: str, timezone: str = "UTC") -> Schedule:
                 raise ScheduleError(f"{raw!r} is out of range") from exc
     raise ScheduleError(
         f"cannot parse schedule {raw!r}: use 'in 90s', an ISO 8601 time, "
-        "'every 5m' (s, m, h or d) or a 5-field cron expression"
+        "'every 5m' (s, m, h or d), a 5-field cron expression or a macro such as '@daily'"
     )
 
 

@@ -12,8 +12,11 @@ Slots are local wall times produced by the cron expression; each is turned into 
   - a fixed-hour job runs once, at the first occurrence;
   - a wildcard or step hour job runs at both, keeping its elapsed-time rhythm.
 
+Whether a job is fixed-hour is read from the hour field alone (`*/15 9 * * *` is fixed-hour).
+
 The next fire is strictly after the given instant, never at a non-existent local time, and
-every instant is a whole second in UTC.
+every instant is a whole second in UTC. The search around a transition reaches back as far as
+the zone's clock went back there (seven hours in Antarctica/Vostok), not a fixed margin.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from croniter.croniter import CroniterBadDateError
 
-# Wider than any overlap a zone has had since 1970 (two hours): candidates earlier than the
-# local time of `after` minus this cannot produce an instant after `after`.
-_OVERLAP_MARGIN = timedelta(hours=3)
+from app.schedule.crontab import CronExpression, parse_cron
+
+# The smallest search margin: wider than the usual one- or two-hour overlaps.
+_MIN_MARGIN = timedelta(hours=3)
+_REACH = timedelta(hours=26)  # longer than any step of a zone's clock
 MAX_YEARS_BETWEEN_MATCHES = 30  # 29 February on a Monday needs up to 28 years
 
 
@@ -34,9 +39,34 @@ class NoNextFire(ValueError):
     """The expression matches no date (30 February) within the search horizon."""
 
 
-def hour_is_fixed(expression: str) -> bool:
-    """True when the hour field names hours (`9`, `1,13`, `9-17`), not `*` or `*/n`."""
-    return not expression.split()[1].startswith("*")
+def _fall_back(zone: ZoneInfo, start: datetime, end: datetime) -> timedelta:
+    """How far the zone's clock goes back between the instants `start` and `end` (zero when
+    it does not): a local time within that much of a fall-back happens twice."""
+    before, after = start.astimezone(zone).utcoffset(), end.astimezone(zone).utcoffset()
+    if before is None or after is None or after >= before:
+        return timedelta(0)
+    return before - after
+
+
+def _margin(back: timedelta) -> timedelta:
+    return max(_MIN_MARGIN, back + timedelta(hours=1))
+
+
+def _margin_after(zone: ZoneInfo, instant: datetime) -> timedelta:
+    """How far before the local time of `instant` a slot may still fire after `instant`: the
+    clock may go back by up to a day within the next day (Vostok went back seven hours)."""
+    try:
+        return _margin(_fall_back(zone, instant, instant + _REACH))
+    except OverflowError:
+        return _MIN_MARGIN
+
+
+def _margin_before(zone: ZoneInfo, instant: datetime) -> timedelta:
+    """How far past the local time of `instant` a slot may still fire before `instant`."""
+    try:
+        return _margin(_fall_back(zone, instant - _REACH, instant))
+    except OverflowError:
+        return _MIN_MARGIN
 
 
 def _exists(local: datetime, zone: ZoneInfo) -> bool:
@@ -76,23 +106,30 @@ def _instants(local: datetime, zone: ZoneInfo, fixed_hour: bool) -> list[datetim
     return [first]
 
 
-def _steady(zone: ZoneInfo, instant: datetime) -> bool:
-    """No offset change within the margin around `instant`."""
-    before = (instant - _OVERLAP_MARGIN).astimezone(zone).utcoffset()
-    return before == (instant + _OVERLAP_MARGIN).astimezone(zone).utcoffset()
+def _steady(zone: ZoneInfo, instant: datetime, margin: timedelta) -> bool:
+    """No offset change within `margin` around `instant`."""
+    before = (instant - margin).astimezone(zone).utcoffset()
+    return before == (instant + margin).astimezone(zone).utcoffset()
 
 
-def _slots(expression: str, start: datetime) -> croniter:
+def _slots(expression: CronExpression, start: datetime) -> croniter:
     return croniter(
-        expression, start, ret_type=datetime, max_years_between_matches=MAX_YEARS_BETWEEN_MATCHES
+        expression.croniter_expression,
+        start,
+        ret_type=datetime,
+        day_or=expression.day_or,
+        max_years_between_matches=MAX_YEARS_BETWEEN_MATCHES,
     )
 
 
-def next_cron_fire(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
+def next_cron_fire(expression: CronExpression | str, zone: ZoneInfo, after: datetime) -> datetime:
     """The first fire of `expression` in `zone` strictly after the instant `after`."""
+    if isinstance(expression, str):
+        expression = parse_cron(expression)
     after = after.astimezone(UTC)
-    fixed_hour = hour_is_fixed(expression)
-    if _steady(zone, after):
+    fixed_hour = expression.fixed_hour
+    margin = _margin_after(zone, after)
+    if _steady(zone, after, margin):
         # Fast path: away from any transition, wall time and instants move together, so the
         # first slot after the local time of `after` is the answer, unless it sits next to a
         # transition itself.
@@ -101,11 +138,11 @@ def next_cron_fire(expression: str, zone: ZoneInfo, after: datetime) -> datetime
                 datetime
             )
         except CroniterBadDateError as exc:
-            raise NoNextFire(f"{expression!r} matches no date") from exc
+            raise NoNextFire(f"{expression.text!r} matches no date") from exc
         instants = _instants(local, zone, fixed_hour)
-        if len(instants) == 1 and instants[0] > after and _steady(zone, instants[0]):
+        if len(instants) == 1 and instants[0] > after and _steady(zone, instants[0], margin):
             return instants[0]
-    start = after.astimezone(zone).replace(tzinfo=None, fold=0) - _OVERLAP_MARGIN
+    start = after.astimezone(zone).replace(tzinfo=None, fold=0) - margin
     slots = _slots(expression, start)
     best: datetime | None = None
     while True:
@@ -114,10 +151,9 @@ def next_cron_fire(expression: str, zone: ZoneInfo, after: datetime) -> datetime
         except CroniterBadDateError as exc:
             if best is not None:
                 return best
-            raise NoNextFire(f"{expression!r} matches no date") from exc
-        if (
-            best is not None
-            and local > best.astimezone(zone).replace(tzinfo=None) + _OVERLAP_MARGIN
+            raise NoNextFire(f"{expression.text!r} matches no date") from exc
+        if best is not None and local > best.astimezone(zone).replace(tzinfo=None) + _margin_before(
+            zone, best
         ):
             return best
         for instant in _instants(local, zone, fixed_hour):

@@ -55,3 +55,35 @@ def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     assert "unknown timezone" in bad_zone.stderr
     naive = preview(tmp_path, "0 9 * * *", "--after", "2026-01-01T00:00:00")
     assert naive.returncode == 2 and "--after" in naive.stderr
+
+
+def test_preview_follows_crontab_for_equal_ranges_day_fields_and_long_fall_backs(
+    tmp_path: Path,
+) -> None:
+    def lines(expression: str, zone: str, after: str, count: int) -> list[str]:
+        result = preview(
+            tmp_path, expression, "--tz", zone, "--after", after, "--count", str(count)
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    assert lines("0 9-9 * * *", "UTC", "2026-01-01T00:00:00Z", 2) == [
+        "2026-01-01T09:00:00+00:00",
+        "2026-01-02T09:00:00+00:00",
+    ]
+    assert lines("0 0 */2 * 5", "UTC", "2026-01-01T00:00:00Z", 2) == [
+        "2026-01-09T00:00:00+00:00",
+        "2026-01-23T00:00:00+00:00",
+    ]
+    assert lines("0 * * * *", "Antarctica/Vostok", "1994-01-31T16:30:00Z", 2) == [
+        "1994-01-31T17:00:00+00:00",
+        "1994-01-31T18:00:00+00:00",
+    ]
+    assert lines("@weekly", "UTC", "2026-01-01T00:00:00Z", 1) == ["2026-01-04T00:00:00+00:00"]
+
+
+def test_preview_refuses_an_out_of_range_field_naming_it(tmp_path: Path) -> None:
+    result = preview(tmp_path, "0 24 * * *")
+    assert result.returncode == 2
+    assert "hour: 24 is out of range 0-23" in result.stderr
+    assert result.stdout == ""

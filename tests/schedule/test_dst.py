@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.schedule import next_fire_after, parse_schedule
-from app.schedule.cron import hour_is_fixed
+from app.schedule.crontab import hour_is_fixed
 
 
 def fires(expression: str, zone: str, after: datetime, count: int) -> list[datetime]:
@@ -33,8 +33,8 @@ def fires(expression: str, zone: str, after: datetime, count: int) -> list[datet
     return result
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
