@@ -29,6 +29,13 @@ class JobRecord:
     catchup: Catchup
     overlap: Overlap
     completed_at: datetime | None
+    nas_armed_at: datetime | None = None  # the fire NAS last acknowledged arming
+
+    @property
+    def armed_as_wanted(self) -> bool:
+        """NAS holds what the job needs: its next fire, or nothing when it has none."""
+        wanted = self.next_run_at if self.state == JobState.SCHEDULED else None
+        return self.nas_armed_at == wanted
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ class OutboxRecord:
     job_id: str
     op: NasOp
     fire_at: datetime | None
-    generation: int
+    op_id: str  # new for every operation queued; never repeats
     attempts: int
     last_error: str | None
     created_at: datetime

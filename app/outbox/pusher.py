@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from app.clock import Clock
 from app.domain.records import OutboxRecord
-from app.domain.states import NasOp
+from app.domain.states import JobState, NasOp
 from app.logs import log_context
 from app.nas.client import NasClient, NasError, RetryBudget
-from app.store import Store
+from app.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ class OutboxPusher:
     async def push_job(
         self, job_id: str, *, budget: RetryBudget | None = None, within: float | None = None
     ) -> bool:
-        """Push the job's pending operation; True when nothing is left pending for it.
+        """Push the job's pending operation; True when NAS holds what the job needs (its next
+        fire acknowledged, or nothing for a job that has none) and nothing is left pending.
 
         `within` bounds the whole push in seconds, waiting for the job's lock and NAS's answers
         included (a NAS that accepts connections but never answers); past it, the operation
@@ -66,15 +67,33 @@ class OutboxPusher:
         for _ in range(3):  # a newer operation may replace the one in flight
             async with self.store.transaction() as tx:
                 op = await tx.outbox.get(job_id)
+                if op is None:
+                    op = await self._repair(tx, job_id)
             if op is None:
                 return True
             if not await self._send(op, budget):
                 return False
             async with self.store.transaction() as tx:
-                if await tx.outbox.ack(job_id, op.generation):
-                    return True
+                # Only this very operation leaves the outbox; a newer one stays queued. What NAS
+                # acknowledged is what it holds now, whichever operation that was.
+                await tx.outbox.ack(job_id, op.op_id)
+                await tx.jobs.record_nas_arm(
+                    job_id, op.fire_at if op.op == NasOp.PROVISION else None
+                )
         async with self.store.transaction() as tx:
-            return await tx.outbox.get(job_id) is None
+            pending = await tx.outbox.get(job_id)
+            job = await tx.jobs.get(job_id)
+        return pending is None and (job is None or job.armed_as_wanted)
+
+    async def _repair(self, tx: Tx, job_id: str) -> OutboxRecord | None:
+        """Queue what the job needs when nothing is pending yet NAS's acknowledged arm is not
+        the job's next fire (an arm lost or never recorded); None when all is as wanted."""
+        job = await tx.jobs.get(job_id, for_update=True)
+        if job is None or job.armed_as_wanted:
+            return None
+        if job.state == JobState.SCHEDULED and job.next_run_at is not None:
+            return await tx.outbox.queue(job_id, NasOp.PROVISION, job.next_run_at, self.clock())
+        return await tx.outbox.queue(job_id, NasOp.CANCEL, None, self.clock())
 
     async def push_all(
         self, *, concurrency: int, budget: RetryBudget | None = None, backoff: bool = False
@@ -113,7 +132,7 @@ class OutboxPusher:
                 extra={"op": op.op, "error": str(exc), "attempts": op.attempts + 1},
             )
             async with self.store.transaction() as tx:
-                await tx.outbox.note_failure(op.job_id, op.generation, str(exc), self.clock())
+                await tx.outbox.note_failure(op.job_id, op.op_id, str(exc), self.clock())
             return False
         log.info(
             "NAS operation acknowledged",

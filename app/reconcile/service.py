@@ -93,6 +93,7 @@ class Reconciler:
             j.id: j for j in jobs if j.state == JobState.SCHEDULED and j.next_run_at is not None
         }
 
+        seen_armed: dict[str, datetime] = {}  # in sync at NAS, not yet recorded as such
         for job in wanted.values():
             if job.id in queued:
                 continue  # the outbox already holds this job's latest operation
@@ -100,6 +101,8 @@ class Reconciler:
             assert job.next_run_at is not None
             if armed is not None and armed.fire_at == job.next_run_at:
                 report.in_sync += 1
+                if job.nas_armed_at != armed.fire_at:
+                    seen_armed[job.id] = armed.fire_at
                 continue
             try:
                 if job.next_run_at <= now and observed is not None:
@@ -121,6 +124,10 @@ class Reconciler:
                 if job_id not in queued and await self._queue_if_unchanged(job_id, None, now):
                     report.cancelled.append(job_id)
 
+        if seen_armed:
+            async with self.store.transaction() as tx:
+                for job_id, fire_at in seen_armed.items():
+                    await tx.jobs.record_nas_arm(job_id, fire_at)
         report.pending = await self.pusher.push_all(concurrency=self.concurrency)
         log.info("reconcile finished", extra=report.as_dict())
         return report

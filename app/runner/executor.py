@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import datetime, timedelta
 
 from app.clock import Clock
@@ -16,6 +17,8 @@ from app.runner.targets import RunContext, RunResult, TargetRunner, parse_target
 from app.store import Store, StoreUnavailable, Tx
 
 log = logging.getLogger(__name__)
+
+_OUTAGE_RETRY_SECONDS = 0.25  # how soon to retry a lease renewal or an outcome in an outage
 
 
 def run_context(fire: FireRecord) -> RunContext:
@@ -62,16 +65,22 @@ class RunExecutor:
         self.lease = timedelta(seconds=lease_seconds)
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
-        self._local: set[int] = set()  # fires whose target runs in this process now
+        # Fires held here: their target runs, or their outcome waits to be recorded.
+        self._local: set[int] = set()
+        self.outcomes_waiting = 0  # runs that ended while the store could not record them
 
     @property
     def active(self) -> int:
         return len(self._tasks)
 
-    def start(self, fire: FireRecord, target: dict[str, object]) -> asyncio.Task[None]:
+    def start(
+        self, fire: FireRecord, target: dict[str, object], *, job_deleted: bool = False
+    ) -> asyncio.Task[None]:
         # The task copies the context as it is created: every line it logs carries the run's.
         with log_context(**run_log_fields(fire)):
-            task = asyncio.create_task(self._run(fire, target), name=f"run:{fire.dedup_key}")
+            task = asyncio.create_task(
+                self._run(fire, target, job_deleted=job_deleted), name=f"run:{fire.dedup_key}"
+            )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -90,14 +99,20 @@ class RunExecutor:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def recover_expired(self) -> int:
-        """Take over fires whose lease expired, and run them again; returns how many."""
+        """Take over fires whose lease expired, and run them again; returns how many.
+
+        A lease is taken over only once it has been expired for half a lease more, and never
+        within a lease of a store outage seen here: holders could not renew while the store was
+        down, and a live one renews as soon as it is back."""
+        if self.store.unavailable_within(self.lease.total_seconds()):
+            return 0
         now = self.clock()
         async with self.store.transaction() as tx:
-            expired = await tx.fires.expired_leases(now)
+            expired = await tx.fires.expired_leases(now - self.lease / 2)
         taken = 0
         for fire in expired:
             if fire.id in self._local:
-                continue  # still running here: its renewer decides whether it keeps the lease
+                continue  # its run or its outcome is still held here: never taken over
             async with self.store.transaction() as tx:
                 mine = await tx.fires.take_over_lease(
                     fire, owner=self.node_id, lease_expires_at=now + self.lease, now=now
@@ -105,57 +120,79 @@ class RunExecutor:
                 job = await tx.jobs.get(fire.job_id) if mine else None
             if mine is None:
                 continue
-            if job is None:
-                await self._finish(mine, RunResult(RunStatus.FAILED, None, None, "job was deleted"))
-                continue
             with log_context(**run_log_fields(mine)):
-                log.warning("resuming a run whose lease expired")
+                log.warning(
+                    "resuming a run whose lease expired",
+                    extra={"previous_owner": fire.lease_owner},
+                )
+            if job is None:
+                self.start(mine, {}, job_deleted=True)
+                continue
             self.start(mine, job.target)
             taken += 1
         return taken
 
-    async def _run(self, fire: FireRecord, target_data: dict[str, object]) -> None:
-        try:
-            target = parse_target(dict(target_data))
-        except ValueError as exc:
-            await self._finish(
-                fire, RunResult(RunStatus.FAILED, None, None, f"invalid target: {exc}")
-            )
-            return
-        work = asyncio.create_task(self.targets.run(target, run_context(fire)))
-        lease_lost = asyncio.Event()
-        renewer = asyncio.create_task(self._renew(fire, work, lease_lost))
+    async def _run(
+        self, fire: FireRecord, target_data: dict[str, object], *, job_deleted: bool = False
+    ) -> None:
+        """Run the target under a renewed lease, then record the outcome. The lease is renewed,
+        and the fire held here, until the outcome is durably recorded."""
         self._local.add(fire.id)
+        lease_lost = asyncio.Event()
+        work: asyncio.Task[RunResult] = asyncio.create_task(
+            self._execute(fire, target_data, job_deleted)
+        )
+        renewer = asyncio.create_task(self._renew(fire, work, lease_lost))
         try:
-            result = await work
-        except asyncio.CancelledError:
-            if not lease_lost.is_set():
-                raise  # shutdown: the lease expires and another attempt resumes the fire
-            log.error("run stopped: its lease was lost, another attempt owns the fire")
-            return
+            try:
+                result = await work
+            except asyncio.CancelledError:
+                if not lease_lost.is_set():
+                    raise  # shutdown: the lease expires and another attempt resumes the fire
+                log.error("run stopped: its lease was lost, another attempt owns the fire")
+                return
+            await self._finish(fire, result, lease_lost)
         finally:
-            self._local.discard(fire.id)
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-        await self._finish(fire, result)
+            self._local.discard(fire.id)
+
+    async def _execute(
+        self, fire: FireRecord, target_data: dict[str, object], job_deleted: bool
+    ) -> RunResult:
+        if job_deleted:
+            return RunResult(RunStatus.FAILED, None, None, "job was deleted")
+        try:
+            target = parse_target(dict(target_data))
+        except ValueError as exc:
+            return RunResult(RunStatus.FAILED, None, None, f"invalid target: {exc}")
+        return await self.targets.run(target, run_context(fire))
 
     async def _renew(
         self, fire: FireRecord, work: asyncio.Task[RunResult], lease_lost: asyncio.Event
     ) -> None:
-        """Keep the lease while `work` runs; stop `work` as soon as exclusivity is not certain."""
+        """Keep the lease until cancelled (once the outcome is recorded). While the target
+        runs, stop it as soon as exclusivity is not certain; after it ended, keep trying
+        through a store outage: only a takeover by another attempt ends the lease."""
         interval = max(1.0, self.lease.total_seconds() / 3)
         renewed_at = self.clock()
+        wait = interval
+        failing_since: float | None = None
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(wait)
             try:
                 async with self.store.transaction() as tx:
                     kept = await tx.fires.renew_lease(
                         fire.id, fire.fencing_token, self.clock() + self.lease
                     )
             except StoreUnavailable:
-                if self.clock() - renewed_at < self.lease:
-                    log.warning("could not renew a lease; retrying")
+                wait = min(interval, _OUTAGE_RETRY_SECONDS)
+                if work.done() or self.clock() - renewed_at < self.lease:
+                    now = time.monotonic()
+                    if failing_since is None or now - failing_since >= 30:
+                        failing_since = now
+                        log.warning("could not renew a lease (store unavailable); retrying")
                     continue
                 kept = False  # the lease has run out: another replica may take the fire over
             if not kept:
@@ -163,35 +200,51 @@ class RunExecutor:
                 work.cancel()
                 return
             renewed_at = self.clock()
+            wait = interval
+            failing_since = None
 
-    async def _finish(self, fire: FireRecord, result: RunResult) -> None:
+    async def _finish(self, fire: FireRecord, result: RunResult, lease_lost: asyncio.Event) -> None:
+        """Record the run's end, waiting out a store outage for as long as the process lives
+        (the lease is renewed meanwhile). A lost lease means a newer attempt owns the fire."""
         now = self.clock()
         buffered: FireRecord | None = None
         target: dict[str, object] | None = None
-        for attempt in range(5):
-            try:
-                async with self.store.transaction() as tx:
-                    # Lock the job first: an admission buffering a fire for it waits for us.
-                    job = await tx.jobs.get(fire.job_id, for_update=True)
-                    recorded = await tx.fires.finish(
-                        fire.id,
-                        fire.fencing_token,
-                        status=result.status,
-                        finished_at=now,
-                        outcome=result.outcome,
-                        output=result.output,
-                        error=result.error,
-                    )
-                    if recorded and job is not None:
-                        await tx.jobs.update(fire.job_id, {"last_status": result.status})
-                        buffered = await self._take_buffered(tx, fire.job_id, now)
-                        target = job.target
-                break
-            except StoreUnavailable:
-                # The lease runs out if this never succeeds; the run is then resumed elsewhere.
-                await asyncio.sleep(min(2**attempt, 10))
-        else:
-            return
+        waited = 0.0
+        self.outcomes_waiting += 1
+        try:
+            while True:
+                try:
+                    async with self.store.transaction() as tx:
+                        # Lock the job first: an admission buffering a fire for it waits for us.
+                        job = await tx.jobs.get(fire.job_id, for_update=True)
+                        recorded = await tx.fires.finish(
+                            fire.id,
+                            fire.fencing_token,
+                            status=result.status,
+                            finished_at=now,
+                            outcome=result.outcome,
+                            output=result.output,
+                            error=result.error,
+                        )
+                        if recorded and job is not None:
+                            await tx.jobs.update(fire.job_id, {"last_status": result.status})
+                            buffered = await self._take_buffered(tx, fire.job_id, now)
+                            target = job.target
+                    break
+                except StoreUnavailable:
+                    if lease_lost.is_set():
+                        log.warning("run outcome dropped: its lease was lost meanwhile")
+                        return
+                    delay = min(_OUTAGE_RETRY_SECONDS * 2 ** min(int(waited), 4), 2.0)
+                    if waited == 0 or int(waited + delay) // 30 > int(waited) // 30:
+                        log.warning(
+                            "run ended; waiting for the store to record its outcome",
+                            extra={"status": result.status, "waited_seconds": round(waited, 1)},
+                        )
+                    await asyncio.sleep(delay)
+                    waited += delay
+        finally:
+            self.outcomes_waiting -= 1
         log.info("run finished", extra={"status": result.status, "recorded": recorded})
         if buffered is not None and target is not None:
             self.start(buffered, target)

@@ -7,6 +7,7 @@ both databases and across replicas sharing PostgreSQL.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -50,6 +51,9 @@ def _is_unavailable(exc: BaseException) -> bool:
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # When (time.monotonic()) a transaction last found the database unavailable: lease
+        # holders could not renew then, so their leases say nothing about them for a while.
+        self.last_unavailable_at: float | None = None
 
     @classmethod
     def from_url(cls, url: str, *, echo: bool = False) -> Store:
@@ -96,8 +100,14 @@ class Store:
             raise
         except Exception as exc:
             if _is_unavailable(exc):
+                self.last_unavailable_at = time.monotonic()
                 raise StoreUnavailable(exc.__class__.__name__) from exc
             raise
+
+    def unavailable_within(self, seconds: float) -> bool:
+        """True when a transaction found the database unavailable in the last `seconds`."""
+        last = self.last_unavailable_at
+        return last is not None and time.monotonic() - last < seconds
 
 
 def _upgrade_to_head(connection: Connection) -> None:

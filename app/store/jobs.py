@@ -61,6 +61,12 @@ class JobRepository:
         )
         return result.rowcount == 1
 
+    async def record_nas_arm(self, job_id: str, fire_at: datetime | None) -> None:
+        """Note what NAS acknowledged for the job: an arm at `fire_at`, or none (cancelled)."""
+        await self.conn.execute(
+            update(jobs).where(jobs.c.id == job_id).values(nas_armed_at=fire_at)
+        )
+
     async def delete(self, job_id: str) -> bool:
         result = await self.conn.execute(delete(jobs).where(jobs.c.id == job_id))
         return result.rowcount == 1

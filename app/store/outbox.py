@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
@@ -23,12 +24,14 @@ class OutboxRepository:
     async def queue(
         self, job_id: str, op: NasOp, fire_at: datetime | None, now: datetime
     ) -> OutboxRecord:
-        """Make `op` the job's pending NAS operation, replacing any older one."""
+        """Make `op` the job's pending NAS operation, replacing any older one, under a new
+        identity."""
+        op_id = uuid.uuid4().hex
         values = {
             "job_id": job_id,
             "op": op,
             "fire_at": fire_at,
-            "generation": 1,
+            "op_id": op_id,
             "attempts": 0,
             "last_error": None,
             "created_at": now,
@@ -40,7 +43,7 @@ class OutboxRepository:
             set_={
                 "op": op,
                 "fire_at": fire_at,
-                "generation": outbox.c.generation + 1,
+                "op_id": op_id,
                 "attempts": 0,
                 "last_error": None,
                 "updated_at": now,
@@ -61,16 +64,16 @@ class OutboxRepository:
             stmt = stmt.limit(limit)
         return [outbox_from_row(r) for r in (await self.conn.execute(stmt)).all()]
 
-    async def ack(self, job_id: str, generation: int) -> bool:
+    async def ack(self, job_id: str, op_id: str) -> bool:
         """Drop the operation NAS acknowledged, unless a newer one replaced it meanwhile."""
         result = await self.conn.execute(
-            delete(outbox).where(outbox.c.job_id == job_id, outbox.c.generation == generation)
+            delete(outbox).where(outbox.c.job_id == job_id, outbox.c.op_id == op_id)
         )
         return result.rowcount == 1
 
-    async def note_failure(self, job_id: str, generation: int, error: str, now: datetime) -> None:
+    async def note_failure(self, job_id: str, op_id: str, error: str, now: datetime) -> None:
         await self.conn.execute(
             update(outbox)
-            .where(outbox.c.job_id == job_id, outbox.c.generation == generation)
+            .where(outbox.c.job_id == job_id, outbox.c.op_id == op_id)
             .values(attempts=outbox.c.attempts + 1, last_error=error[:500], updated_at=now)
         )

@@ -30,6 +30,7 @@ def job_from_row(row: Any) -> JobRecord:
         catchup=Catchup(m["catchup"]),
         overlap=Overlap(m["overlap"]),
         completed_at=m["completed_at"],
+        nas_armed_at=m["nas_armed_at"],
     )
 
 
@@ -62,7 +63,7 @@ def outbox_from_row(row: Any) -> OutboxRecord:
         job_id=m["job_id"],
         op=NasOp(m["op"]),
         fire_at=m["fire_at"],
-        generation=m["generation"],
+        op_id=m["op_id"],
         attempts=m["attempts"],
         last_error=m["last_error"],
         created_at=m["created_at"],

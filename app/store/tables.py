@@ -79,6 +79,9 @@ jobs = Table(
         "overlap", String(16), nullable=False, server_default="skip"
     ),  # skip | allow | buffer_one
     Column("completed_at", UTCDateTime, nullable=True),
+    # The fire NAS last acknowledged arming for this job (None: none, or cancelled), so "is the
+    # next fire armed?" compares it with next_run_at (migration 0004).
+    Column("nas_armed_at", UTCDateTime, nullable=True),
     Index("ix_jobs_state_completed_at", "state", "completed_at"),
 )
 
@@ -111,14 +114,15 @@ fires = Table(
 )
 
 # NAS operations not yet acknowledged: at most one per job, the latest wins (NAS upserts
-# by job too). `generation` lets an acknowledgement delete only the operation it sent.
+# by job too). `op_id` is new for every operation queued, and never repeats, so an
+# acknowledgement or a failure only ever touches the very operation that was pushed.
 outbox = Table(
     "outbox",
     metadata,
     Column("job_id", String(200), primary_key=True),
     Column("op", String(16), nullable=False),  # provision | cancel
     Column("fire_at", UTCDateTime, nullable=True),
-    Column("generation", Integer, nullable=False, default=1),
+    Column("op_id", String(32), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),

@@ -1,5 +1,5 @@
 """`OutboxPusher` against a real store, with NAS answering through `httpx.MockTransport`: an
-operation leaves the outbox only when NAS acknowledged that very generation, failures stay
+operation leaves the outbox only when NAS acknowledged that very operation, failures stay
 counted, and the maintenance backoff holds back what failed recently."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from app.nas import NasClient, RetryBudget
 from app.outbox import OutboxPusher
 from app.store import Store
 from tests.support import ManualUtcClock
+from tests.support.records import job_row
 
 pytestmark = pytest.mark.asyncio
 
@@ -125,7 +126,7 @@ async def test_a_failed_operation_stays_queued_with_its_attempts_and_last_error(
 
     kept = await pushing.pending("job-a")
     assert kept is not None
-    assert (kept.op, kept.fire_at, kept.generation) == (NasOp.PROVISION, FIRE_AT, 1)
+    assert (kept.op, kept.fire_at) == (NasOp.PROVISION, FIRE_AT)
     assert kept.attempts == 2
     assert kept.last_error == "POST /api/agent-cron/provision: HTTP 503"
     assert kept.updated_at == pushing.clock()  # the time of the last failure
@@ -172,15 +173,17 @@ async def test_a_newer_operation_queued_while_an_older_is_in_flight_survives_its
     await asyncio.wait_for(in_flight.wait(), timeout=5)
 
     await pushing.queue("job-a", NasOp.CANCEL)  # e.g. the job was paused meanwhile
-    release.set()  # NAS acknowledges the provision (generation 1)
+    queued_cancel = await pushing.pending("job-a")
+    assert queued_cancel is not None
+    release.set()  # NAS acknowledges the provision
 
-    # The ack of generation 1 does not remove generation 2: the cancel is pushed next, and
-    # stays queued because NAS fails it.
+    # The ack of the provision does not remove the cancel queued after it: the cancel is
+    # pushed next, and stays queued because NAS fails it.
     assert await asyncio.wait_for(push, timeout=5) is False
     assert pushing.nas.calls == [("provision", "job-a"), ("cancel", "job-a")]
     kept = await pushing.pending("job-a")
     assert kept is not None
-    assert (kept.op, kept.fire_at, kept.generation) == (NasOp.CANCEL, None, 2)
+    assert (kept.op, kept.fire_at, kept.op_id) == (NasOp.CANCEL, None, queued_cancel.op_id)
     assert kept.attempts == 1
     assert kept.last_error == "POST /api/agent-cron/cancel: HTTP 503"
 
@@ -252,3 +255,77 @@ async def test_push_all_without_backoff_retries_at_once(pushing: Pushing) -> Non
     pushing.nas.answer = ok
     assert await pushing.pusher.push_all(concurrency=1) == 0
     assert pushing.nas.calls == [("provision", "job-a")] * 2
+
+
+async def insert_job(store: Store, job_id: str, next_run_at: datetime) -> None:
+    async with store.transaction() as tx:
+        await tx.jobs.insert(job_row(job_id, next_run_at=next_run_at))
+
+
+async def nas_armed_at(store: Store, job_id: str) -> datetime | None:
+    async with store.transaction() as tx:
+        job = await tx.jobs.get(job_id)
+    assert job is not None
+    return job.nas_armed_at
+
+
+async def test_the_push_records_what_nas_acknowledged(pushing: Pushing) -> None:
+    await insert_job(pushing.store, "job-a", FIRE_AT)
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+
+    assert await pushing.pusher.push_job("job-a") is True
+    assert await nas_armed_at(pushing.store, "job-a") == FIRE_AT
+
+    # A stray cancel of a job that still wants FIRE_AT: NAS holds nothing after it, so the
+    # same push arms FIRE_AT again before it reports success.
+    await pushing.queue("job-a", NasOp.CANCEL)
+    assert await pushing.pusher.push_job("job-a") is True
+    assert pushing.nas.calls[-2:] == [("cancel", "job-a"), ("provision", "job-a")]
+    assert await nas_armed_at(pushing.store, "job-a") == FIRE_AT
+
+
+async def test_an_arm_nas_never_acknowledged_is_queued_and_pushed(pushing: Pushing) -> None:
+    """Nothing pending is not "armed": a job whose next fire NAS never acknowledged (lost,
+    or never recorded) is armed by the push, and only then is the push a success."""
+    await insert_job(pushing.store, "job-a", FIRE_AT)
+
+    assert await pushing.pusher.push_job("job-a") is True
+
+    assert pushing.nas.calls == [("provision", "job-a")]
+    assert pushing.nas.bodies[0]["fire_at"] == FIRE_AT.isoformat()
+    assert await nas_armed_at(pushing.store, "job-a") == FIRE_AT
+    assert await pushing.pusher.push_job("job-a") is True
+    assert len(pushing.nas.calls) == 1  # armed as wanted: nothing more to send
+
+
+async def test_a_late_ack_of_an_old_arm_does_not_hide_the_new_one(pushing: Pushing) -> None:
+    """The chaos run's stranded jobs: a push of the old arm (held up by a NAS fault) is
+    acknowledged after the fire path queued the next arm. The next arm stays queued and is
+    pushed; NAS ends holding the new time, and the store knows it."""
+    later = FIRE_AT.replace(minute=7)
+    in_flight, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_first_provision(path: str, body: dict[str, Any]) -> httpx.Response:
+        if body["fire_at"] == FIRE_AT.isoformat():
+            in_flight.set()
+            await release.wait()
+        return await ok(path, body)
+
+    pushing.nas.answer = slow_first_provision
+    await insert_job(pushing.store, "job-a", FIRE_AT)
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+    old_push = asyncio.create_task(pushing.pusher.push_job("job-a"))
+    await asyncio.wait_for(in_flight.wait(), timeout=5)
+
+    async with pushing.store.transaction() as tx:  # the fire path admits FIRE_AT
+        await tx.jobs.update("job-a", {"next_run_at": later})
+        await tx.outbox.queue("job-a", NasOp.PROVISION, later, pushing.clock())
+    release.set()
+
+    assert await asyncio.wait_for(old_push, timeout=5) is True
+    assert [body["fire_at"] for body in pushing.nas.bodies] == [
+        FIRE_AT.isoformat(),
+        later.isoformat(),
+    ]
+    assert await pushing.pending("job-a") is None
+    assert await nas_armed_at(pushing.store, "job-a") == later

@@ -117,26 +117,58 @@ async def test_advance_job_refuses_paused_jobs(store: Store) -> None:
     assert moved is False
 
 
-async def test_outbox_keeps_latest_op_and_acks_only_its_generation(store: Store) -> None:
+async def test_outbox_keeps_latest_op_and_acks_only_its_identity(store: Store) -> None:
     async with store.transaction() as tx:
         first = await tx.outbox.queue("job1", NasOp.PROVISION, T0, T0)
         second = await tx.outbox.queue("job1", NasOp.CANCEL, None, T0)
-    assert second.generation == first.generation + 1
+    assert second.op_id != first.op_id
     async with store.transaction() as tx:
-        stale_ack = await tx.outbox.ack("job1", first.generation)
+        stale_ack = await tx.outbox.ack("job1", first.op_id)
         pending = await tx.outbox.get("job1")
     assert stale_ack is False
     assert pending is not None and pending.op == "cancel"
     async with store.transaction() as tx:
-        assert await tx.outbox.ack("job1", second.generation) is True
+        assert await tx.outbox.ack("job1", second.op_id) is True
         assert await tx.outbox.get("job1") is None
+
+
+async def test_an_old_ack_after_the_row_was_recreated_changes_nothing(store: Store) -> None:
+    """The chaos run's stranded jobs: operation A is acknowledged and its row deleted, the fire
+    path queues B in a fresh row; a late acknowledgement of A (another push that read it) must
+    not delete B. Identities never repeat, even across a deleted row."""
+    later = T0 + timedelta(seconds=7)
+    async with store.transaction() as tx:
+        a = await tx.outbox.queue("job1", NasOp.PROVISION, T0, T0)
+    async with store.transaction() as tx:
+        assert await tx.outbox.ack("job1", a.op_id) is True
+    async with store.transaction() as tx:
+        b = await tx.outbox.queue("job1", NasOp.PROVISION, later, T0)
+    assert b.op_id != a.op_id
+    async with store.transaction() as tx:
+        assert await tx.outbox.ack("job1", a.op_id) is False
+        await tx.outbox.note_failure("job1", a.op_id, "HTTP 503", T0)
+    async with store.transaction() as tx:
+        kept = await tx.outbox.get("job1")
+    assert kept is not None
+    assert (kept.op_id, kept.fire_at, kept.attempts, kept.last_error) == (b.op_id, later, 0, None)
+
+
+async def test_a_job_records_what_nas_acknowledged(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.jobs.insert(job_values())
+        await tx.jobs.record_nas_arm("job1", T0)
+        armed = await tx.jobs.get("job1")
+        await tx.jobs.record_nas_arm("job1", None)
+        cancelled = await tx.jobs.get("job1")
+    assert armed is not None and armed.nas_armed_at == T0
+    assert cancelled is not None and cancelled.nas_armed_at is None
 
 
 async def test_outbox_failure_is_counted(store: Store) -> None:
     async with store.transaction() as tx:
         op = await tx.outbox.queue("job1", NasOp.PROVISION, T0, T0)
-        await tx.outbox.note_failure("job1", op.generation, "HTTP 503", T0)
-        await tx.outbox.note_failure("job1", op.generation, "HTTP 503", T0)
+        await tx.outbox.note_failure("job1", op.op_id, "HTTP 503", T0)
+        await tx.outbox.note_failure("job1", op.op_id, "HTTP 503", T0)
         again = await tx.outbox.get("job1")
     assert again is not None and again.attempts == 2 and again.last_error == "HTTP 503"
 

@@ -37,3 +37,22 @@ def job_record(**overrides: Any) -> JobRecord:
         completed_at=None,
     )
     return replace(job, **overrides)
+
+
+def job_row(job_id: str = "job-1", *, next_run_at: datetime, **overrides: Any) -> dict[str, Any]:
+    """The values of a scheduled `every 1m` job for `tx.jobs.insert`, due at `next_run_at`."""
+    return {
+        "id": job_id,
+        "name": job_id,
+        "schedule": "every 1m",
+        "timezone": "UTC",
+        "target": {"type": "command", "argv": ["true"]},
+        "repeat": None,
+        "runs_started": 0,
+        "state": JobState.SCHEDULED,
+        "anchor_at": ANCHOR,
+        "next_run_at": next_run_at,
+        "created_at": ANCHOR,
+        "updated_at": ANCHOR,
+        **overrides,
+    }
