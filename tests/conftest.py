@@ -79,6 +79,18 @@ def database_url(database_template: str, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{path}"
 
 
+@pytest.fixture
+def empty_database_url(tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all, for migration tests."""
+    if PG_URL:
+        name = f"chronos_e_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_pg_execute(PG_URL, f'CREATE DATABASE "{name}"'))
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        asyncio.run(_pg_execute(PG_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    else:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+
+
 @pytest_asyncio.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
     store = Store.from_url(database_url)

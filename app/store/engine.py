@@ -71,12 +71,12 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    async def migrate(self) -> None:
-        """Apply Alembic migrations up to head; safe when several replicas start at once."""
+    async def migrate(self, revision: str = "head") -> None:
+        """Apply Alembic migrations up to `revision`; safe when several replicas start at once."""
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})"))
-            await conn.run_sync(_upgrade_to_head)
+            await conn.run_sync(_upgrade, revision)
 
     async def ping(self) -> None:
         try:
@@ -110,11 +110,11 @@ class Store:
         return last is not None and time.monotonic() - last < seconds
 
 
-def _upgrade_to_head(connection: Connection) -> None:
+def _upgrade(connection: Connection, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
