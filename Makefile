@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast test-sqlite test-postgres lint typecheck fmt lock clean
+.PHONY: run test test-fast test-sqlite test-postgres chaos lint typecheck fmt lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,17 @@ test-sqlite: $(VENV)/.installed-dev
 
 test-postgres: $(VENV)/.installed-dev
 	CHRONOS_TEST_DATABASE_URL="$(PG_TEST_URL)" $(BIN)/pytest $(PYTEST_ARGS)
+
+# The seeded chaos test (tests/chaos): a private PostgreSQL, the NAS emulator and 3 replicas
+# behind a round-robin balancer, CHAOS_SECONDS of faults, then the contract's promises checked.
+# The same CHAOS_SEED plans the same jobs and faults. Skipped by every other target. Logs and
+# the run file of the last run stay in CHAOS_DIR (emptied when the next run starts).
+CHAOS_SECONDS ?= 120
+CHAOS_SEED ?= 1
+CHAOS_DIR ?= /tmp/chronos-chaos
+chaos: $(VENV)/.installed-dev
+	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_SEED=$(CHAOS_SEED) \
+		$(BIN)/pytest -m chaos -s -p no:cacheprovider --basetemp=$(CHAOS_DIR) $(PYTEST_ARGS) tests/chaos
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

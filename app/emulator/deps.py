@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from app.emulator.config import EmulatorConfig
+from app.emulator.faults import FaultControl
 from app.emulator.keys import SigningKey
 from app.emulator.state import ArmRegistry
 from app.errors import Unauthorized
@@ -16,11 +17,13 @@ from app.errors import Unauthorized
 
 @dataclass(frozen=True)
 class EmulatorRuntime:
-    """What the routes need, built once by `create_emulator_app` and kept on `app.state`."""
+    """What the routes need, built once by `create_emulator_app` and kept on `app.state`.
+    `faults` holds the agent-cron faults injected through `/_emulator/faults` (none at first)."""
 
     config: EmulatorConfig
     signing_key: SigningKey
     registry: ArmRegistry
+    faults: FaultControl = field(default_factory=FaultControl)
 
 
 def get_runtime(request: Request) -> EmulatorRuntime:
@@ -36,6 +39,13 @@ def get_registry(runtime: RuntimeDep) -> ArmRegistry:
 
 
 RegistryDep = Annotated[ArmRegistry, Depends(get_registry)]
+
+
+def get_faults(runtime: RuntimeDep) -> FaultControl:
+    return runtime.faults
+
+
+FaultsDep = Annotated[FaultControl, Depends(get_faults)]
 
 
 def authenticate_agent(request: Request, runtime: RuntimeDep) -> str:

@@ -4,24 +4,32 @@ parse, call the registry, shape the response."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from app.emulator.deps import AgentDep, RegistryDep, RuntimeDep
+from app.emulator.deps import AgentDep, FaultsDep, RegistryDep, RuntimeDep
+from app.emulator.faults import AgentCronMode, FaultControl
 from app.emulator.records import Arm, DeliveryRecord
 from app.emulator.requests import parse_job_id, parse_provision_request, read_json_object
 from app.emulator.schemas import (
     AGENT_ERRORS,
+    AgentCronFaultOut,
     ArmedListOut,
     ArmedOut,
     CancelBody,
+    DeliveriesFaultOut,
+    FaultsBody,
+    FaultsOut,
     OkOut,
     ProvisionBody,
     ScheduleOut,
     json_body,
 )
+from app.emulator.state import ArmRegistry
+from app.errors import InvalidRequest
 
 DEFAULT_LIST_LIMIT = 500
 MAX_LIST_LIMIT = 1000
@@ -30,11 +38,21 @@ MAX_LIST_LIMIT = 1000
 agent_cron_router = APIRouter(prefix="/api/agent-cron", tags=["agent-cron"])
 
 
+def _faults_of(call: str) -> Callable[[FaultControl], Awaitable[None]]:
+    """A dependency letting `call` through the injected agent-cron fault, if any."""
+
+    async def admit(faults: FaultsDep) -> None:
+        await faults.admit(call)
+
+    return admit
+
+
 @agent_cron_router.post(
     "/provision",
     response_model=ScheduleOut,
     responses=AGENT_ERRORS,
     openapi_extra=json_body(ProvisionBody),
+    dependencies=[Depends(_faults_of("provision"))],
 )
 async def provision(request: Request, instance_id: AgentDep, registry: RegistryDep) -> ScheduleOut:
     """Arm (or re-arm) the one-shot fire of a job; upserted by (agent, job_id)."""
@@ -44,7 +62,11 @@ async def provision(request: Request, instance_id: AgentDep, registry: RegistryD
 
 
 @agent_cron_router.post(
-    "/cancel", response_model=OkOut, responses=AGENT_ERRORS, openapi_extra=json_body(CancelBody)
+    "/cancel",
+    response_model=OkOut,
+    responses=AGENT_ERRORS,
+    openapi_extra=json_body(CancelBody),
+    dependencies=[Depends(_faults_of("cancel"))],
 )
 async def cancel(request: Request, instance_id: AgentDep, registry: RegistryDep) -> OkOut:
     """Disarm a job and drop its pending deliveries; an unknown job is a no-op."""
@@ -58,6 +80,7 @@ async def cancel(request: Request, instance_id: AgentDep, registry: RegistryDep)
     response_model=ArmedListOut,
     response_model_exclude_none=True,
     responses=AGENT_ERRORS,
+    dependencies=[Depends(_faults_of("list"))],
 )
 async def list_armed(
     instance_id: AgentDep,
@@ -120,6 +143,52 @@ async def clear_arms(registry: RegistryDep) -> dict[str, int]:
     """Emulator-only: forget every arm of every agent (and its pending deliveries), as if NAS
     had lost its schedules."""
     return {"cleared": registry.clear()}
+
+
+@emulator_router.get("/faults", response_model=FaultsOut)
+async def show_faults(faults: FaultsDep, registry: RegistryDep) -> FaultsOut:
+    """Emulator-only: the faults in force."""
+    return _faults_out(faults, registry)
+
+
+@emulator_router.post("/faults", response_model=FaultsOut)
+async def inject_faults(body: FaultsBody, faults: FaultsDep, registry: RegistryDep) -> FaultsOut:
+    """Emulator-only: make agent-cron calls fail (503) or wait, and/or hold deliveries, for
+    `seconds` or until cleared; each fault replaces the one of its kind."""
+    if body.agent_cron is None and body.deliveries is None:
+        raise InvalidRequest("body: set agent_cron, deliveries or both")
+    if body.calls is not None and body.agent_cron is None:
+        raise InvalidRequest("calls: only applies with agent_cron")
+    if body.agent_cron is not None:
+        faults.set_agent_cron(
+            AgentCronMode(body.agent_cron), seconds=body.seconds, calls=body.calls
+        )
+    if body.deliveries is not None:
+        registry.hold_deliveries(body.seconds)
+    return _faults_out(faults, registry)
+
+
+@emulator_router.delete("/faults", response_model=FaultsOut)
+async def clear_faults(faults: FaultsDep, registry: RegistryDep) -> FaultsOut:
+    """Emulator-only: end every fault; held calls go on and held deliveries go out."""
+    faults.clear()
+    registry.release_deliveries()
+    return _faults_out(faults, registry)
+
+
+def _faults_out(faults: FaultControl, registry: ArmRegistry) -> FaultsOut:
+    agent_cron = faults.current()
+    held, held_for = registry.deliveries_hold()
+    return FaultsOut(
+        agent_cron=None
+        if agent_cron is None
+        else AgentCronFaultOut(
+            mode=agent_cron.mode.value,
+            calls=sorted(agent_cron.calls),
+            remaining_seconds=faults.remaining_seconds(agent_cron),
+        ),
+        deliveries=DeliveriesFaultOut(mode="hold", remaining_seconds=held_for) if held else None,
+    )
 
 
 def _delivery_out(record: DeliveryRecord) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.emulator.requests import MAX_JOB_ID_LENGTH
 
@@ -42,6 +42,46 @@ class ArmedOut(BaseModel):
 class ArmedListOut(BaseModel):
     armed: list[ArmedOut]
     next_cursor: str | None = Field(default=None, description="present when more arms remain")
+
+
+class FaultsBody(BaseModel):
+    """Faults to put in force (emulator only); each replaces the fault of its kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_cron: Literal["unavailable", "hold"] | None = Field(
+        default=None,
+        description="`unavailable`: agent-cron calls get 503 with Retry-After; `hold`: they "
+        "wait until the fault ends, then are served",
+    )
+    calls: list[Literal["provision", "cancel", "list"]] | None = Field(
+        default=None, min_length=1, description="the agent-cron calls affected (default: all)"
+    )
+    deliveries: Literal["hold"] | None = Field(
+        default=None, description="`hold`: no delivery attempt starts until the fault ends"
+    )
+    seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=86400,
+        description="how long the faults last (default: until cleared)",
+    )
+
+
+class AgentCronFaultOut(BaseModel):
+    mode: Literal["unavailable", "hold"]
+    calls: list[str]
+    remaining_seconds: float | None = Field(description="null: until cleared")
+
+
+class DeliveriesFaultOut(BaseModel):
+    mode: Literal["hold"]
+    remaining_seconds: float | None = Field(description="null: until cleared")
+
+
+class FaultsOut(BaseModel):
+    agent_cron: AgentCronFaultOut | None
+    deliveries: DeliveriesFaultOut | None
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:

@@ -62,6 +62,8 @@ class ArmRegistry:
         self._seq = 0
         self._log: deque[DeliveryRecord] = deque(maxlen=delivery_log_size)
         self._listeners: list[Callable[[], None]] = []
+        self._held = False  # deliveries held (emulator-only fault)
+        self._held_until: datetime | None = None  # None while held: until released
 
     # -- agent-facing operations -------------------------------------------------------------
 
@@ -156,10 +158,33 @@ class ArmRegistry:
     def deliveries(self, job_id: str | None = None) -> list[DeliveryRecord]:
         return [r for r in self._log if job_id is None or r.job_id == job_id]
 
+    def hold_deliveries(self, seconds: float | None = None) -> datetime | None:
+        """Start no delivery attempt (first or re-delivery) for `seconds`, or until released;
+        attempts in flight finish. Due arms wait and go out when the hold ends. Returns its end."""
+        self._held = True
+        self._held_until = None if seconds is None else self._clock() + timedelta(seconds=seconds)
+        self._notify()
+        return self._held_until
+
+    def release_deliveries(self) -> None:
+        if self._held:
+            self._held, self._held_until = False, None
+            self._notify()
+
+    def deliveries_hold(self) -> tuple[bool, float | None]:
+        """(held, seconds left): None left when not held or held until released."""
+        now = self._clock()
+        if not self._hold_in_force(now) or self._held_until is None:
+            return self._held, None
+        return True, (self._held_until - now).total_seconds()
+
     # -- scheduler-facing operations ---------------------------------------------------------
 
     def next_due_at(self) -> datetime | None:
-        """When the earliest pending attempt is due, or None if nothing is pending."""
+        """When the earliest pending attempt is due, or None if nothing is pending; while
+        deliveries are held, when the hold ends (None: when released, which notifies)."""
+        if self._held:
+            return self._held_until
         while self._due and not self._is_live(self._due[0]):
             heapq.heappop(self._due)
         return self._due[0].due_at if self._due else None
@@ -167,6 +192,8 @@ class ArmRegistry:
     def take_due(self, now: datetime) -> list[DeliveryTicket]:
         """Mark every arm due at `now` as delivering and return one ticket per attempt to make."""
         tickets: list[DeliveryTicket] = []
+        if self._hold_in_force(now):
+            return tickets
         while self._due and self._due[0].due_at <= now:
             entry = heapq.heappop(self._due)
             if not self._is_live(entry):
@@ -246,6 +273,11 @@ class ArmRegistry:
         if arm is None or arm.schedule_id != ticket.schedule_id:
             return None
         return arm
+
+    def _hold_in_force(self, now: datetime) -> bool:
+        if self._held and self._held_until is not None and now >= self._held_until:
+            self._held, self._held_until = False, None
+        return self._held
 
     def _is_live(self, entry: _DueEntry) -> bool:
         arm = self._arms.get(entry.instance_id, {}).get(entry.job_id)

@@ -172,9 +172,10 @@ class RunExecutor:
     async def _renew(
         self, fire: FireRecord, work: asyncio.Task[RunResult], lease_lost: asyncio.Event
     ) -> None:
-        """Keep the lease until cancelled (once the outcome is recorded). While the target
-        runs, stop it as soon as exclusivity is not certain; after it ended, keep trying
-        through a store outage: only a takeover by another attempt ends the lease."""
+        """Keep the lease until cancelled (once the outcome is recorded). A store outage alone
+        never ends it: renewals go on through it, and no replica takes a lease over within a
+        lease of an outage it saw. Only a takeover by another attempt (the renewal finds the
+        fencing token moved on) ends it, and then the target is stopped at once."""
         interval = max(1.0, self.lease.total_seconds() / 3)
         renewed_at = self.clock()
         wait = interval
@@ -188,13 +189,14 @@ class RunExecutor:
                     )
             except StoreUnavailable:
                 wait = min(interval, _OUTAGE_RETRY_SECONDS)
-                if work.done() or self.clock() - renewed_at < self.lease:
-                    now = time.monotonic()
-                    if failing_since is None or now - failing_since >= 30:
-                        failing_since = now
-                        log.warning("could not renew a lease (store unavailable); retrying")
-                    continue
-                kept = False  # the lease has run out: another replica may take the fire over
+                now = time.monotonic()
+                if failing_since is None or now - failing_since >= 30:
+                    failing_since = now
+                    log.warning(
+                        "could not renew a lease (store unavailable); retrying",
+                        extra={"since_renewal_seconds": (self.clock() - renewed_at).seconds},
+                    )
+                continue
             if not kept:
                 lease_lost.set()
                 work.cancel()
