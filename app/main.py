@@ -20,6 +20,7 @@ from app.maintenance import maintenance_loop, startup_reconcile
 from app.services import build_services
 from app.settings import Settings
 from app.store import Store
+from app.version import USER_AGENT, VERSION
 
 TransportFactory = Callable[[], httpx.AsyncBaseTransport | None]
 
@@ -45,6 +46,7 @@ def create_app(
         nas_http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.nas_read_timeout, connect=settings.nas_connect_timeout),
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            headers={"User-Agent": USER_AGENT},  # NAS and its JWKS: never httpx's default
             transport=transport,
         )
         target_http = httpx.AsyncClient(
@@ -79,7 +81,7 @@ def create_app(
 
     app = FastAPI(
         title="Chronos",
-        version="0.1.0",
+        version=VERSION,
         summary="The agent side of the NAS managed-cron contract.",
         lifespan=lifespan,
     )

@@ -17,7 +17,6 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from app.clock import parse_instant
 from app.domain.fires import fire_dedup_key
 from app.headers import parse_retry_after
 
@@ -53,10 +52,17 @@ class RetryBudget:
     max_wait: float = 5.0
 
 
+class ListUnsupported(NasError):
+    """NAS has no `list` endpoint (404, 405 or 501): reconcile cannot observe its arms."""
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message, transient=False, status_code=status_code)
+
+
 @dataclass(frozen=True)
 class ArmedFire:
     job_id: str
-    fire_at: datetime
+    fire_at: datetime | None  # None: armed at a time NAS did not say (reconcile re-arms it)
     schedule_id: str
 
 
@@ -104,8 +110,9 @@ class NasClient:
         callback_url: str,
         *,
         budget: RetryBudget | None = None,
-    ) -> str:
-        """Arm the job's one-shot at `fire_at`; returns NAS's schedule id."""
+    ) -> str | None:
+        """Arm the job's one-shot at `fire_at`. Any 2xx means armed; returns NAS's schedule id
+        when its answer carries one (a string or a number), else None."""
         body = {
             "job_id": job_id,
             "fire_at": fire_at.astimezone(UTC).isoformat(),
@@ -114,38 +121,41 @@ class NasClient:
         }
         data = await self._call("POST", "/api/agent-cron/provision", json=body, budget=budget)
         schedule_id = data.get("schedule_id")
-        if not isinstance(schedule_id, str):
-            raise NasError("provision answer has no schedule_id", transient=False)
-        return schedule_id
+        if isinstance(schedule_id, bool) or not isinstance(schedule_id, str | int):
+            return None
+        return str(schedule_id)
 
     async def cancel(self, job_id: str, *, budget: RetryBudget | None = None) -> None:
-        """Cancel the job's arm; cancelling an unknown job is a no-op at NAS."""
-        await self._call("POST", "/api/agent-cron/cancel", json={"job_id": job_id}, budget=budget)
+        """Cancel the job's arm. Any 2xx, 404 or 410 means the arm is gone."""
+        await self._call(
+            "POST",
+            "/api/agent-cron/cancel",
+            json={"job_id": job_id},
+            budget=budget,
+            gone_is_done=True,
+        )
 
     async def list_armed(self, *, budget: RetryBudget | None = None) -> list[ArmedFire]:
-        """Every arm NAS holds for this agent, following `next_cursor` pages."""
+        """Every arm NAS holds for this agent, following `next_cursor` pages.
+
+        Read tolerantly: `armed` missing is an empty list, unknown fields are ignored, an item
+        without a usable `fire_at` is armed at an unknown time, a `fire_at` without an offset is
+        UTC. `ListUnsupported` when NAS has no list at all."""
         armed: list[ArmedFire] = []
         cursor: str | None = None
         seen: set[str] = set()
         while True:
             params = {"cursor": cursor} if cursor else None
-            data = await self._call("GET", "/api/agent-cron/list", params=params, budget=budget)
-            items = data.get("armed")
+            try:
+                data = await self._call("GET", "/api/agent-cron/list", params=params, budget=budget)
+            except NasError as exc:
+                if exc.status_code in (404, 405, 501):
+                    raise ListUnsupported(str(exc), status_code=exc.status_code) from exc
+                raise
+            items = data.get("armed", [])
             if not isinstance(items, list):
-                raise NasError("list answer has no 'armed' array", transient=False)
-            for item in items:
-                try:
-                    armed.append(
-                        ArmedFire(
-                            job_id=str(item["job_id"]),
-                            fire_at=parse_instant(str(item["fire_at"])),
-                            schedule_id=str(item.get("schedule_id") or ""),
-                        )
-                    )
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise NasError(
-                        f"list answer has a malformed entry: {exc}", transient=False
-                    ) from exc
+                raise NasError("list answer: 'armed' is not an array", transient=False)
+            armed.extend(entry for item in items if (entry := _armed_entry(item)) is not None)
             cursor = data.get("next_cursor") or None
             if cursor is None:
                 return armed
@@ -154,7 +164,13 @@ class NasClient:
             seen.add(cursor)
 
     async def _call(
-        self, method: str, path: str, *, budget: RetryBudget | None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        budget: RetryBudget | None,
+        gone_is_done: bool = False,
+        **kwargs: Any,
     ) -> dict[str, Any]:
         budget = budget or self.budget
         retrying = AsyncRetrying(
@@ -168,10 +184,13 @@ class NasClient:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._once(method, path, **kwargs)
+                return await self._once(method, path, gone_is_done=gone_is_done, **kwargs)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def _once(
+        self, method: str, path: str, *, gone_is_done: bool, **kwargs: Any
+    ) -> dict[str, Any]:
+        """One call; the answer's JSON object, or {} for a 2xx without one."""
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         try:
             response = await self._http.request(
@@ -180,7 +199,7 @@ class NasClient:
         except httpx.RequestError as exc:  # transport, protocol and decoding failures
             raise NasError(f"{method} {path}: {exc.__class__.__name__}", transient=True) from exc
         status = response.status_code
-        if status == 429 or status >= 500:
+        if status == 429 or (status >= 500 and status != 501):  # 501: not implemented, ever
             raise NasError(
                 f"{method} {path}: HTTP {status}",
                 transient=True,
@@ -189,6 +208,8 @@ class NasClient:
                     response.headers.get("Retry-After"), datetime.now(UTC)
                 ),
             )
+        if gone_is_done and status in (404, 410):
+            return {}
         if status >= 400:
             raise NasError(
                 f"{method} {path}: HTTP {status}: {_error_detail(response)}",
@@ -196,12 +217,10 @@ class NasClient:
                 status_code=status,
             )
         try:
-            data = response.json()
-        except ValueError as exc:
-            raise NasError(f"{method} {path}: answer is not JSON", transient=True) from exc
-        if not isinstance(data, dict):
-            raise NasError(f"{method} {path}: answer is not a JSON object", transient=False)
-        return data
+            data = response.json() if response.content.strip() else {}
+        except ValueError:
+            data = {}  # a 2xx is the answer that counts; its body is only a bonus
+        return data if isinstance(data, dict) else {}
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -212,3 +231,24 @@ def _error_detail(response: httpx.Response) -> str:
     if isinstance(data, dict):
         return str(data.get("detail") or data.get("error") or data)[:200]
     return str(data)[:200]
+
+
+def _armed_entry(item: object) -> ArmedFire | None:
+    """One `armed` item, or None when it names no job (nothing can be done with it)."""
+    if not isinstance(item, dict) or not isinstance(item.get("job_id"), str | int):
+        log.warning("NAS list: an item without a job_id was skipped")
+        return None
+    fire_at: datetime | None = None
+    raw = item.get("fire_at")
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+            fire_at = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+        except (ValueError, OverflowError):
+            fire_at = None
+    schedule_id = item.get("schedule_id")
+    return ArmedFire(
+        job_id=str(item["job_id"]),
+        fire_at=fire_at,
+        schedule_id="" if schedule_id is None else str(schedule_id),
+    )

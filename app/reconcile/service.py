@@ -12,7 +12,7 @@ from app.domain.records import JobRecord
 from app.domain.states import JobState, NasOp
 from app.fire.catchup import catch_up
 from app.logs import log_context
-from app.nas.client import ArmedFire, NasClient, NasError
+from app.nas.client import ArmedFire, ListUnsupported, NasClient, NasError
 from app.outbox import OutboxPusher
 from app.runner.executor import RunExecutor
 from app.store import DuplicateFire, Store, StoreUnavailable
@@ -29,6 +29,7 @@ class ReconcileReport:
     in_sync: int = 0
     pending: int = 0
     list_error: str | None = None
+    list_supported: bool = True
 
     @property
     def ok(self) -> bool:
@@ -44,6 +45,7 @@ class ReconcileReport:
             "in_sync": self.in_sync,
             "pending": self.pending,
             "list_error": self.list_error,
+            "list_supported": self.list_supported,
         }
 
 
@@ -78,6 +80,12 @@ class Reconciler:
         observed: dict[str, ArmedFire] | None
         try:
             observed = {a.job_id: a for a in await self.nas.list_armed()}
+        except ListUnsupported:
+            # NAS has no list: arm every wanted fire (provision is idempotent by dedup key);
+            # orphans cannot be seen, so none is cancelled.
+            report.list_supported = False
+            observed = None
+            log.warning("NAS has no list endpoint; every wanted arm is provisioned")
         except NasError as exc:
             # Still arm what is wanted (provision is an idempotent upsert); orphans wait.
             report.list_error = str(exc)

@@ -357,7 +357,11 @@ async def test_nas_failures_are_retried_exactly_as_documented(
     )
     client = nas.client()
     with pytest.raises(NasError) as failure:
-        await client.cancel("81c8f0ae763c4351b7af28a1cd53bbc3")
+        await client.provision(
+            "81c8f0ae763c4351b7af28a1cd53bbc3",
+            datetime(2030, 1, 1, tzinfo=UTC),
+            "https://agent.example",
+        )
     await nas.http.aclose()
 
     assert failure.value.status_code == status

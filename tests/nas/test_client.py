@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from app.nas import ArmedFire, NasClient, NasError, RetryBudget
+from app.nas import ArmedFire, ListUnsupported, NasClient, NasError, RetryBudget
 from tests.support.agent import NAS_TOKEN, run_nas
 
 pytestmark = pytest.mark.asyncio
@@ -164,11 +164,26 @@ async def test_provision_sends_the_contract_body_and_bearer() -> None:
     assert body["dedup_key"] == f"{body['job_id']}:{body['fire_at']}"
 
 
-async def test_a_provision_answer_without_schedule_id_is_an_error() -> None:
-    nas = Recorder(httpx.Response(200, json={"ok": True}))
-    with pytest.raises(NasError) as caught:
-        await client_for(nas).provision("job", FIRE_AT, "https://agent.example")
-    assert caught.value.transient is False
+@pytest.mark.parametrize(
+    ("answer", "schedule_id"),
+    [
+        (httpx.Response(200, json={"ok": True}), None),
+        (httpx.Response(200, json={}), None),
+        (httpx.Response(200, content=b""), None),
+        (httpx.Response(204), None),
+        (httpx.Response(201, text="armed"), None),
+        (httpx.Response(200, json=["not", "an", "object"]), None),
+        (httpx.Response(200, json={"schedule_id": 42}), "42"),
+        (httpx.Response(200, json={"schedule_id": True}), None),
+        (httpx.Response(200, json={"schedule_id": "sch-9", "extra": 1}), "sch-9"),
+    ],
+)
+async def test_any_2xx_to_provision_means_armed(
+    answer: httpx.Response, schedule_id: str | None
+) -> None:
+    nas = Recorder(answer)
+    assert await client_for(nas).provision("job", FIRE_AT, "https://agent.example") == schedule_id
+    assert len(nas.requests) == 1
 
 
 async def test_cancel_sends_the_job_id() -> None:
@@ -178,6 +193,20 @@ async def test_cancel_sends_the_job_id() -> None:
     assert str(request.url) == "https://nas.example/api/agent-cron/cancel"
     assert json.loads(request.content) == {"job_id": "job-9"}
     assert request.headers["Authorization"] == "Bearer nas-token"
+
+
+@pytest.mark.parametrize("status", [200, 202, 204, 404, 410])
+async def test_cancel_is_done_on_any_2xx_404_or_410(status: int) -> None:
+    nas = Recorder(httpx.Response(status))
+    await client_for(nas).cancel("job-9")
+    assert len(nas.requests) == 1
+
+
+async def test_cancel_refused_otherwise_is_an_error() -> None:
+    nas = Recorder(httpx.Response(400, json={"error": "invalid_request", "detail": "job_id"}))
+    with pytest.raises(NasError) as caught:
+        await client_for(nas).cancel("job-9")
+    assert caught.value.status_code == 400 and caught.value.transient is False
 
 
 def page(*job_ids: str, cursor: str | None = None) -> httpx.Response:
@@ -197,7 +226,7 @@ async def test_list_follows_next_cursor_across_pages() -> None:
     armed = await client_for(nas).list_armed()
     assert [a.job_id for a in armed] == ["a", "b", "c", "d"]
     assert armed[0] == ArmedFire(job_id="a", fire_at=FIRE_AT, schedule_id="s-a")
-    assert armed[0].fire_at.utcoffset() == timedelta(0)
+    assert armed[0].fire_at is not None and armed[0].fire_at.utcoffset() == timedelta(0)
     assert [r.url.params.get("cursor") for r in nas.requests] == [None, "c1", "c2"]
     assert all(r.headers["Authorization"] == "Bearer nas-token" for r in nas.requests)
 
@@ -218,20 +247,45 @@ async def test_list_stops_on_a_repeated_cursor() -> None:
     assert len(nas.requests) == 2
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"armed": "nope"},
-        {},
-        {"armed": [{"fire_at": "2026-11-26T12:00:00+00:00"}]},
-        {"armed": [{"job_id": "a", "fire_at": "yesterday"}]},
-    ],
-)
-async def test_a_malformed_list_is_a_permanent_error(body: dict[str, object]) -> None:
-    nas = Recorder(httpx.Response(200, json=body))
+async def test_an_armed_that_is_not_a_list_is_a_permanent_error() -> None:
+    nas = Recorder(httpx.Response(200, json={"armed": "nope"}))
     with pytest.raises(NasError) as caught:
         await client_for(nas).list_armed()
     assert caught.value.transient is False
+    assert len(nas.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "armed"),
+    [
+        ({}, []),  # no `armed`: nothing armed
+        ({"armed": []}, []),
+        ({"armed": [{"fire_at": "2026-11-26T12:00:00+00:00"}]}, []),  # no job: skipped
+        # no usable fire_at: armed at an unknown time (reconcile re-arms it)
+        ({"armed": [{"job_id": "a"}]}, [ArmedFire("a", None, "")]),
+        ({"armed": [{"job_id": "a", "fire_at": "yesterday"}]}, [ArmedFire("a", None, "")]),
+        ({"armed": [{"job_id": "a", "fire_at": 17}]}, [ArmedFire("a", None, "")]),
+        # no offset: UTC, never local time; unknown fields ignored; numbers read as text
+        (
+            {"armed": [{"job_id": 7, "fire_at": "2026-11-26T12:00:00", "schedule_id": 3, "x": 1}]},
+            [ArmedFire("7", FIRE_AT, "3")],
+        ),
+        (
+            {"armed": [{"job_id": "a", "fire_at": "2026-11-26T12:00:00.000Z"}]},
+            [ArmedFire("a", FIRE_AT, "")],
+        ),
+    ],
+)
+async def test_a_list_is_read_tolerantly(body: dict[str, object], armed: list[ArmedFire]) -> None:
+    nas = Recorder(httpx.Response(200, json=body))
+    assert await client_for(nas).list_armed() == armed
+
+
+@pytest.mark.parametrize("status", [404, 405, 501])
+async def test_a_nas_without_list_says_so(status: int) -> None:
+    nas = Recorder(httpx.Response(status))
+    with pytest.raises(ListUnsupported):
+        await client_for(nas).list_armed()
     assert len(nas.requests) == 1
 
 

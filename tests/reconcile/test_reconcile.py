@@ -10,13 +10,24 @@ from typing import Any
 import httpx
 import pytest
 
+from app.version import VERSION
 from tests.support.agent import Agent, FaultyNasTransport, NasFaults, RunningNas, run_agent
 from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.asyncio
 
 TRUE = {"type": "command", "argv": ["true"]}
-REPORT_KEYS = {"errors", "ok", "armed", "cancelled", "missed", "in_sync", "pending", "list_error"}
+REPORT_KEYS = {
+    "errors",
+    "ok",
+    "armed",
+    "cancelled",
+    "missed",
+    "in_sync",
+    "pending",
+    "list_error",
+    "list_supported",
+}
 
 
 class MovableClock:
@@ -70,6 +81,7 @@ async def test_reconcile_in_sync_reports_and_changes_nothing(agent: Agent) -> No
         "in_sync": 1,
         "pending": 0,
         "list_error": None,
+        "list_supported": True,
     }
     assert agent.faults.calls[calls:] == ["list"]
     assert (await agent.nas.armed()) == {job["id"]: job["next_run_at"]}
@@ -387,3 +399,30 @@ async def test_the_maintenance_loop_reconciles_periodically(
 
         await wait_until(rearmed, timeout=10, what="the periodic reconcile to re-arm the job")
         assert (await agent.nas.armed())[job["id"]] == job["next_run_at"]
+
+
+async def test_a_nas_without_list_gets_every_arm_and_readiness_does_not_wait(
+    database_url: str, nas: RunningNas
+) -> None:
+    faults = NasFaults()
+    faults.mode = "no-list"
+    async with run_agent(database_url, nas, faults=faults, reconcile_on_startup=True) as agent:
+        jobs = [await agent.create_job(schedule=s, target=TRUE) for s in ("every 1h", "in 2h")]
+        await agent.nas.clear()  # NAS lost them; without a list the agent cannot see that
+        report = await reconcile(agent)
+        assert report["list_supported"] is False and report["list_error"] is None
+        assert sorted(report["armed"]) == sorted(j["id"] for j in jobs)
+        assert report["cancelled"] == []  # orphans cannot be seen, so none is cancelled
+        assert await agent.nas.armed() == {j["id"]: j["next_run_at"] for j in jobs}
+
+        async def ready() -> bool:
+            return (await agent.client.get("/readyz")).status_code == 200
+
+        await wait_until(ready, timeout=10, what="/readyz 200 without a NAS list")
+
+
+async def test_every_nas_call_names_chronos(agent: Agent) -> None:
+    await agent.create_job(schedule="every 1h", target=TRUE)
+    await reconcile(agent)
+    assert agent.faults.user_agents, "no NAS request was seen"
+    assert {ua for ua in agent.faults.user_agents} == {f"chronos/{VERSION}"}

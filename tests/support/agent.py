@@ -117,12 +117,14 @@ async def run_nas(
 
 
 class NasFaults:
-    """Makes NAS look down from the agent's side: `mode` is None, "down" (connection refused)
-    or "503"; `calls` records every agent-cron call the agent attempted."""
+    """Makes NAS look down from the agent's side: `mode` is None, "down" (connection refused),
+    "503", or "no-list" (a NAS without the list endpoint: 404); `calls` records every
+    agent-cron call the agent attempted, `user_agents` the User-Agent of every request."""
 
     def __init__(self) -> None:
         self.mode: str | None = None
         self.calls: list[str] = []
+        self.user_agents: list[str | None] = []
 
 
 class FaultyNasTransport(httpx.AsyncBaseTransport):
@@ -131,6 +133,10 @@ class FaultyNasTransport(httpx.AsyncBaseTransport):
         self.inner = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.faults.user_agents.append(request.headers.get("user-agent"))
+        if self.faults.mode == "no-list" and request.url.path == "/api/agent-cron/list":
+            self.faults.calls.append("list")
+            return httpx.Response(404, json={"error": "not_found", "detail": "no such route"})
         if request.url.path.startswith("/api/agent-cron/"):
             self.faults.calls.append(request.url.path.rsplit("/", 1)[-1])
             if self.faults.mode == "down":
