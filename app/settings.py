@@ -59,6 +59,8 @@ class Settings(BaseSettings):
 
     # Fire verification
     jwt_leeway_seconds: int = Field(default=30, ge=0)
+    # The expected `iss` of fire tokens when NAS does not use its portal URL.
+    jwt_issuer: str | None = None
     jwks_refresh_interval_seconds: float = Field(default=30.0, ge=0)
     jwks_failure_ttl_seconds: float = Field(default=5.0, ge=0)
     max_fire_body_bytes: int = Field(default=64 * 1024, gt=0)
@@ -100,8 +102,10 @@ class Settings(BaseSettings):
 
     @property
     def issuer(self) -> str | None:
-        """The expected JWT `iss`: the portal URL, without a trailing slash."""
-        return self.portal_url.rstrip("/") if self.portal_url else None
+        """The expected JWT `iss`: `CHRONOS_JWT_ISSUER`, else the portal URL; compared
+        without regard to a trailing slash."""
+        expected = self.jwt_issuer or self.portal_url
+        return expected.rstrip("/") if expected else None
 
     def nas_token_value(self) -> str | None:
         return self.nas_token.get_secret_value() if self.nas_token else None

@@ -42,6 +42,14 @@ def test_complete_settings_have_no_problems() -> None:
     assert s.issuer == "https://nas.example"
 
 
+def test_the_expected_issuer_can_differ_from_the_portal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHRONOS_JWT_ISSUER", "https://auth.nas.example/")
+    s = Settings(_env_file=None, **COMPLETE)
+    assert s.issuer == "https://auth.nas.example"
+    monkeypatch.delenv("CHRONOS_JWT_ISSUER")
+    assert settings(**COMPLETE).issuer == "https://nas.example"
+
+
 def test_defaults() -> None:
     s = settings()
     assert s.env == "prod"

@@ -31,6 +31,31 @@ logger = logging.getLogger(__name__)
 _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
 
 
+# What a key published without `alg` may verify, by key type (and curve): never `none` or HS*.
+_RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+_CURVE_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+
+
+class NasSigningKey(jwt.PyJWK):
+    """A public key from NAS's JWKS, with the JWS algorithms it may verify: its JWK's `alg`
+    when published, else every algorithm of its key type (RSA: RS* and PS*; EC: the ES
+    algorithm of its curve; OKP: EdDSA)."""
+
+    def __init__(self, jwk: dict[str, Any]) -> None:
+        super().__init__(jwk)
+        alg = jwk.get("alg")
+        if isinstance(alg, str):
+            self.algorithms = frozenset({alg})
+        elif jwk.get("kty") == "RSA":
+            self.algorithms = _RSA_ALGORITHMS
+        elif jwk.get("kty") == "EC" and jwk.get("crv") in _CURVE_ALGORITHMS:
+            self.algorithms = frozenset({_CURVE_ALGORITHMS[jwk["crv"]]})
+        elif jwk.get("kty") == "OKP":
+            self.algorithms = frozenset({"EdDSA"})
+        else:
+            self.algorithms = frozenset({self.algorithm_name})
+
+
 class JwksError(Exception):
     """Base of the errors `JwksCache.get_signing_key` raises."""
 
@@ -193,6 +218,6 @@ def _signing_key_from_jwk(jwk: Any) -> jwt.PyJWK:
     if _PRIVATE_JWK_MEMBERS & jwk.keys():
         raise _UnusableKey("carries private key material")
     try:
-        return jwt.PyJWK(jwk)
+        return NasSigningKey(jwk)
     except jwt.PyJWTError as exc:
         raise _UnusableKey(f"not a usable key ({type(exc).__name__})") from exc

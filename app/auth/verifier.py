@@ -69,7 +69,8 @@ class FireTokenVerifier:
     ) -> None:
         self._jwks = jwks
         self._audience = audience
-        self._issuer = issuer
+        # NAS may write its URL with or without a trailing slash: both are the same issuer.
+        self._issuers = (issuer.rstrip("/"), issuer.rstrip("/") + "/")
         self._leeway = leeway
 
     async def verify(
@@ -120,9 +121,10 @@ class FireTokenVerifier:
             raise SigningKeysUnavailable() from exc
         except UnknownSigningKey as exc:
             raise InvalidFireToken("unknown signing key") from exc
-        # The key's own algorithm (its JWK `alg`, else PyJWT's inference from kty/crv) must
-        # match the header, so an RSA key never verifies an ES256 token and vice versa.
-        if signing_key.algorithm_name != algorithm:
+        # The header's algorithm must be one the key may verify (its JWK `alg`, else those of
+        # its key type), so an RSA key never verifies an ES256 token and vice versa.
+        allowed = getattr(signing_key, "algorithms", frozenset({signing_key.algorithm_name}))
+        if algorithm not in allowed:
             raise InvalidFireToken("algorithm does not match signing key")
 
         try:
@@ -131,7 +133,7 @@ class FireTokenVerifier:
                 signing_key.key,
                 algorithms=[algorithm],
                 audience=self._audience,
-                issuer=self._issuer,
+                issuer=self._issuers,
                 leeway=self._leeway,
                 options={"require": list(REQUIRED_CLAIMS)},
             )

@@ -361,3 +361,46 @@ async def test_naive_fire_at_argument_is_a_programming_error(
 )
 async def test_bearer_token_parsing(header: str | None, expected: str | None) -> None:
     assert bearer_token(header) == expected
+
+
+# --- keys published without `alg` ---------------------------------------------------------
+
+
+def without_alg(*keys: SigningKey) -> dict[str, Any]:
+    document = jwks_document(*keys)
+    for jwk in document["keys"]:
+        jwk.pop("alg", None)
+    return document
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"])
+async def test_an_rsa_key_without_alg_verifies_every_rsa_algorithm(
+    verifier: FireTokenVerifier, endpoint: JwksEndpoint, algorithm: str
+) -> None:
+    endpoint.document = without_alg(RSA, EC)
+    token = RSA.mint(claims(), algorithm=algorithm)
+
+    assert (await verifier.verify(token))["purpose"] == "cron_fire"
+
+
+async def test_an_ec_key_without_alg_verifies_its_curves_algorithm_only(
+    verifier: FireTokenVerifier, endpoint: JwksEndpoint
+) -> None:
+    endpoint.document = without_alg(RSA, EC)
+
+    assert (await verifier.verify(EC.mint(claims())))["purpose"] == "cron_fire"
+    assert await rejection(verifier, RSA.mint(claims(), headers={"kid": "ec-1"})) == (
+        "algorithm does not match signing key"
+    )
+    ec384 = forge_token({"alg": "ES384", "kid": "ec-1", "typ": "JWT"}, claims())
+    assert await rejection(verifier, ec384) == "algorithm does not match signing key"
+
+
+async def test_the_issuer_with_or_without_a_trailing_slash_is_the_same(
+    verifier: FireTokenVerifier,
+) -> None:
+    token = RSA.mint(fire_claims(AUDIENCE, ISSUER + "/"))
+
+    assert (await verifier.verify(token))["iss"] == ISSUER + "/"
+    other = RSA.mint(fire_claims(AUDIENCE, ISSUER + "/other"))
+    assert await rejection(verifier, other) == "wrong issuer"
