@@ -64,11 +64,9 @@ class OutboxPusher:
                 return False
 
     async def _push_job(self, job_id: str, budget: RetryBudget | None) -> bool:
+        async with self.store.transaction() as tx:
+            op = await self._next_operation(tx, job_id)
         for _ in range(3):  # a newer operation may replace the one in flight
-            async with self.store.transaction() as tx:
-                op = await tx.outbox.get(job_id)
-                if op is None:
-                    op = await self._repair(tx, job_id)
             if op is None:
                 return True
             if not await self._send(op, budget):
@@ -80,14 +78,15 @@ class OutboxPusher:
                 await tx.jobs.record_nas_arm(
                     job_id, op.fire_at if op.op == NasOp.PROVISION else None
                 )
-        async with self.store.transaction() as tx:
-            pending = await tx.outbox.get(job_id)
-            job = await tx.jobs.get(job_id)
-        return pending is None and (job is None or job.armed_as_wanted)
+                op = await self._next_operation(tx, job_id)
+        return op is None
 
-    async def _repair(self, tx: Tx, job_id: str) -> OutboxRecord | None:
-        """Queue what the job needs when nothing is pending yet NAS's acknowledged arm is not
-        the job's next fire (an arm lost or never recorded); None when all is as wanted."""
+    async def _next_operation(self, tx: Tx, job_id: str) -> OutboxRecord | None:
+        """The job's pending operation; else, when NAS's acknowledged arm is not what the job
+        needs (an arm lost or never recorded), the one queued now to fix it; else None."""
+        pending = await tx.outbox.get(job_id)
+        if pending is not None:
+            return pending
         job = await tx.jobs.get(job_id, for_update=True)
         if job is None or job.armed_as_wanted:
             return None

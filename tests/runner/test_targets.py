@@ -26,7 +26,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from app.domain.states import RunStatus
-from app.runner import (
+from app.runner.targets import (
     TRUNCATION_MARKER,
     CommandTarget,
     HttpTarget,

@@ -10,6 +10,7 @@ import pytest
 from app.domain.fires import fire_dedup_key
 from app.domain.states import NasOp, RunStatus
 from app.store import DuplicateFire, Store
+from tests.support.records import job_row
 
 pytestmark = pytest.mark.asyncio
 
@@ -17,20 +18,13 @@ T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
 
 def job_values(job_id: str = "job1", next_run_at: datetime = T0) -> dict[str, object]:
-    return {
-        "id": job_id,
-        "name": job_id,
-        "schedule": "every 1m",
-        "timezone": "UTC",
-        "target": {"type": "command", "argv": ["true"]},
-        "repeat": None,
-        "runs_started": 0,
-        "state": "scheduled",
-        "anchor_at": T0 - timedelta(minutes=1),
-        "next_run_at": next_run_at,
-        "created_at": T0,
-        "updated_at": T0,
-    }
+    return job_row(
+        job_id,
+        next_run_at=next_run_at,
+        anchor_at=T0 - timedelta(minutes=1),
+        created_at=T0,
+        updated_at=T0,
+    )
 
 
 def fire_values(job_id: str = "job1", fire_at: datetime = T0, **extra: object) -> dict[str, object]:
