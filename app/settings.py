@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwks_refresh_interval_seconds: float = Field(default=30.0, ge=0)
     jwks_failure_ttl_seconds: float = Field(default=5.0, ge=0)
+    # Keys are fetched again after this long (or the JWKS answer's shorter Cache-Control
+    # max-age), so a key NAS withdrew stops verifying.
+    jwks_max_age_seconds: float = Field(default=300.0, gt=0)
+    # A fire body without fire_at stands for the job's next fire when it is due by now + this.
+    early_fire_seconds: int = Field(default=60, ge=0, le=86400)
+    # After answering fires, check NAS's list this soon that their next arms are there.
+    arm_audit_delay_seconds: float = Field(default=10.0, ge=0, le=3600)
     max_fire_body_bytes: int = Field(default=64 * 1024, gt=0)
 
     # Runs
