@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from app.clock import Clock, utc_now
 from app.emulator.config import EmulatorConfig
 from app.emulator.delivery import DeliveryScheduler, default_http_client
 from app.emulator.deps import EmulatorRuntime
@@ -29,16 +30,20 @@ def create_emulator_app(
     config: EmulatorConfig,
     *,
     http_client_factory: Callable[[], httpx.AsyncClient] | None = None,
+    clock: Clock = utc_now,
 ) -> FastAPI:
     """Build the emulator app. The signing key is loaded (or generated) here, so a bad key file
-    fails at once; the HTTP client and the delivery scheduler live in the lifespan."""
+    fails at once, and the configured agent tokens count as issued now; the HTTP client and
+    the delivery scheduler live in the lifespan. Arms, deliveries and agent tokens follow
+    `clock`."""
     signing_key = load_signing_key(config.key_file, config.kid)
     registry = ArmRegistry(
         RetryPolicy(
             initial_seconds=config.redelivery_initial_seconds,
             max_seconds=config.redelivery_max_seconds,
             max_attempts=config.redelivery_max_attempts,
-        )
+        ),
+        clock=clock,
     )
     make_client = http_client_factory or (lambda: default_http_client(config))
 
@@ -46,7 +51,11 @@ def create_emulator_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         client = make_client()
         scheduler = DeliveryScheduler(
-            registry=registry, signing_key=signing_key, config=config, http_client=client
+            registry=registry,
+            signing_key=signing_key,
+            config=config,
+            http_client=client,
+            clock=clock,
         )
         scheduler.start()
         logger.info(
@@ -71,7 +80,9 @@ def create_emulator_app(
         ),
         lifespan=lifespan,
     )
-    app.state.emulator = EmulatorRuntime(config=config, signing_key=signing_key, registry=registry)
+    app.state.emulator = EmulatorRuntime(
+        config=config, signing_key=signing_key, registry=registry, clock=clock
+    )
     install_error_handlers(app)
     app.include_router(agent_cron_router)
     app.include_router(public_router)

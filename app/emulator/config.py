@@ -6,8 +6,14 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+from app.emulator.variants import ConsumeMode, FireAtMode, ListMode, ProvisionAnswer
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 
 class EmulatorConfigError(ValueError):
@@ -21,7 +27,11 @@ class EmulatorConfig:
     `public_url` is the emulator's base URL and the `iss` of every fire token (trailing slashes
     are stripped). `agent_tokens` maps each accepted bearer token to the agent's instance id;
     the fire token's `aud` is `agent:{instance_id}`. It is kept out of `repr` so that tokens never
-    end up in logs.
+    end up in logs. `agent_token_ttl_seconds` (None: never) is how long each agent token is
+    accepted after it was issued (the configured ones at start); `agent_token_file` is where
+    `POST /_emulator/agent-tokens` writes each new token. `fire_at`, `list_endpoint`,
+    `provision_answer` and `consume` choose how this NAS behaves (see `variants.py`); a string
+    is accepted for each.
     """
 
     public_url: str
@@ -33,6 +43,12 @@ class EmulatorConfig:
     delivery_timeout_seconds: float = 15.0
     key_file: str | None = None
     kid: str | None = None
+    agent_token_ttl_seconds: float | None = None
+    agent_token_file: str | None = None
+    fire_at: FireAtMode = FireAtMode.PROVISIONED
+    list_endpoint: ListMode = ListMode.ON
+    provision_answer: ProvisionAnswer = ProvisionAnswer.FULL
+    consume: ConsumeMode = ConsumeMode.SCHEDULE
 
     def __post_init__(self) -> None:
         self.public_url = _check_http_url(self.public_url, "public_url")
@@ -61,17 +77,39 @@ class EmulatorConfig:
             raise EmulatorConfigError("delivery_timeout_seconds: must be positive")
         if self.kid is not None and not self.kid.strip():
             raise EmulatorConfigError("kid: must not be blank")
+        ttl = self.agent_token_ttl_seconds
+        if ttl is not None and not (math.isfinite(ttl) and ttl > 0):
+            raise EmulatorConfigError("agent_token_ttl_seconds: must be positive (or unset)")
+        if self.agent_token_file is not None and not self.agent_token_file.strip():
+            raise EmulatorConfigError("agent_token_file: must not be blank")
+        self.fire_at = _choice(FireAtMode, self.fire_at, "fire_at")
+        self.list_endpoint = _choice(ListMode, self.list_endpoint, "list_endpoint")
+        self.provision_answer = _choice(ProvisionAnswer, self.provision_answer, "provision_answer")
+        self.consume = _choice(ConsumeMode, self.consume, "consume")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EmulatorConfig:
         """Build a config from `NAS_EMULATOR_*` variables (`os.environ` unless `environ` is given).
 
         Required: `NAS_EMULATOR_PUBLIC_URL`; one agent token, either `NAS_EMULATOR_AGENT_TOKEN` or
-        `NAS_EMULATOR_AGENT_TOKEN_FILE` (a file holding the token), with its
+        `NAS_EMULATOR_AGENT_TOKEN_FILE` (a file holding the token, which is also where
+        `POST /_emulator/agent-tokens` writes each new token), with its
         `NAS_EMULATOR_INSTANCE_ID`. Optional: `NAS_EMULATOR_KEY_FILE`, `NAS_EMULATOR_KID`,
         `NAS_EMULATOR_TOKEN_TTL_SECONDS`, `NAS_EMULATOR_REDELIVERY_INITIAL_SECONDS`,
         `NAS_EMULATOR_REDELIVERY_MAX_SECONDS`, `NAS_EMULATOR_REDELIVERY_MAX_ATTEMPTS`,
         `NAS_EMULATOR_DELIVERY_TIMEOUT_SECONDS`. Errors name the variable at fault.
+
+        How this NAS behaves, each defaulting to the first value (today's behaviour):
+
+        - `NAS_EMULATOR_FIRE_AT=provisioned|omitted`: `omitted` delivers `{"job_id"}` only, with
+          no `fire_at` claim in the fire token.
+        - `NAS_EMULATOR_LIST=on|off`: `off` answers `GET /api/agent-cron/list` with 404.
+        - `NAS_EMULATOR_PROVISION_ANSWER=full|empty`: `empty` answers a successful provision
+          with `{}` (no `schedule_id`).
+        - `NAS_EMULATOR_CONSUME=schedule|job`: after a 2xx, `schedule` removes the delivered arm
+          only; `job` removes whatever arm the job has then, even one armed during the delivery.
+        - `NAS_EMULATOR_AGENT_TOKEN_TTL_SECONDS` (unset: never): agent tokens are refused (401)
+          once older than this; the configured one counts as issued at start.
         """
         env = os.environ if environ is None else environ
 
@@ -114,6 +152,16 @@ class EmulatorConfig:
                 ),
                 key_file=get("NAS_EMULATOR_KEY_FILE"),
                 kid=get("NAS_EMULATOR_KID"),
+                agent_token_ttl_seconds=_parse_optional_float(
+                    get, "NAS_EMULATOR_AGENT_TOKEN_TTL_SECONDS"
+                ),
+                agent_token_file=get("NAS_EMULATOR_AGENT_TOKEN_FILE"),
+                fire_at=_parse_choice(get, "NAS_EMULATOR_FIRE_AT", FireAtMode),
+                list_endpoint=_parse_choice(get, "NAS_EMULATOR_LIST", ListMode),
+                provision_answer=_parse_choice(
+                    get, "NAS_EMULATOR_PROVISION_ANSWER", ProvisionAnswer
+                ),
+                consume=_parse_choice(get, "NAS_EMULATOR_CONSUME", ConsumeMode),
             )
         except EmulatorConfigError as exc:
             # Validation errors name the field; each tunable field is read from
@@ -133,8 +181,13 @@ _FIELD_VARIABLES = {
         "redelivery_max_attempts",
         "delivery_timeout_seconds",
         "kid",
+        "agent_token_ttl_seconds",
+        "agent_token_file",
+        "fire_at",
+        "provision_answer",
+        "consume",
     )
-}
+} | {"list_endpoint": "NAS_EMULATOR_LIST"}
 
 
 def _check_http_url(value: str, name: str) -> str:
@@ -183,9 +236,14 @@ def _parse_int(get: Callable[[str], str | None], name: str, default: int) -> int
 
 
 def _parse_float(get: Callable[[str], str | None], name: str, default: float) -> float:
+    value = _parse_optional_float(get, name)
+    return default if value is None else value
+
+
+def _parse_optional_float(get: Callable[[str], str | None], name: str) -> float | None:
     raw = get(name)
     if raw is None:
-        return default
+        return None
     try:
         value = float(raw)
     except ValueError as exc:
@@ -193,3 +251,27 @@ def _parse_float(get: Callable[[str], str | None], name: str, default: float) ->
     if not math.isfinite(value):
         raise EmulatorConfigError(f"{name}: expected a finite number, got {raw!r}")
     return value
+
+
+def _parse_choice(get: Callable[[str], str | None], name: str, choices: type[_Choice]) -> _Choice:
+    """The variable's value (case-insensitive) among `choices`; unset: the first choice."""
+    raw = get(name)
+    if raw is None:
+        return next(iter(choices))
+    try:
+        return choices(raw.lower())
+    except ValueError as exc:
+        raise EmulatorConfigError(
+            f"{name}: expected one of {', '.join(choices)}, got {raw!r}"
+        ) from exc
+
+
+def _choice(choices: type[_Choice], value: object, name: str) -> _Choice:
+    if isinstance(value, choices):
+        return value
+    try:
+        return choices(str(value))
+    except ValueError as exc:
+        raise EmulatorConfigError(
+            f"{name}: expected one of {', '.join(choices)}, got {value!r}"
+        ) from exc

@@ -23,6 +23,7 @@ from app.emulator.config import EmulatorConfig
 from app.emulator.keys import SigningKey
 from app.emulator.records import AttemptResult, DeliveryTicket
 from app.emulator.state import ArmRegistry
+from app.emulator.variants import FireAtMode
 from app.headers import parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -58,11 +59,12 @@ def fire_url(agent_callback_url: str) -> str:
 
 
 def fire_token_claims(
-    *, config: EmulatorConfig, instance_id: str, job_id: str, fire_at: str, now: datetime
+    *, config: EmulatorConfig, instance_id: str, job_id: str, fire_at: str | None, now: datetime
 ) -> dict[str, Any]:
-    """Claims of the JWT authorising one fire attempt (hop 3 of the contract)."""
+    """Claims of the JWT authorising one fire attempt (hop 3 of the contract); without
+    `fire_at`, the token has no `fire_at` claim."""
     issued_at = int(now.timestamp())
-    return {
+    claims: dict[str, Any] = {
         "iss": config.public_url,
         "aud": f"agent:{instance_id}",
         "purpose": FIRE_PURPOSE,
@@ -71,8 +73,15 @@ def fire_token_claims(
         "exp": issued_at + config.token_ttl_seconds,
         "jti": secrets.token_urlsafe(16),
         "job_id": job_id,
-        "fire_at": fire_at,
     }
+    if fire_at is not None:
+        claims["fire_at"] = fire_at
+    return claims
+
+
+def fire_body(job_id: str, fire_at: str | None) -> dict[str, str]:
+    """The JSON body of a fire: `{"job_id", "fire_at"}`, or `{"job_id"}` without `fire_at`."""
+    return {"job_id": job_id} if fire_at is None else {"job_id": job_id, "fire_at": fire_at}
 
 
 class DeliveryScheduler:
@@ -153,7 +162,7 @@ class DeliveryScheduler:
                         status_code=None,
                         error=f"emulator error: {type(exc).__name__}",
                     )
-            self._registry.complete_attempt(ticket, result)
+            self._registry.complete_attempt(ticket, result, consume=self._config.consume)
         except asyncio.CancelledError:
             # Shutdown: the attempt is unfinished, so its arm is due again (at-least-once).
             self._registry.release(ticket)
@@ -161,14 +170,15 @@ class DeliveryScheduler:
 
     async def _attempt(self, ticket: DeliveryTicket) -> AttemptResult:
         started_at = self._clock()
+        fire_at = ticket.fire_at if self._config.fire_at is FireAtMode.PROVISIONED else None
         claims = fire_token_claims(
             config=self._config,
             instance_id=ticket.instance_id,
             job_id=ticket.job_id,
-            fire_at=ticket.fire_at,
+            fire_at=fire_at,
             now=started_at,
         )
-        body = json.dumps({"job_id": ticket.job_id, "fire_at": ticket.fire_at}).encode("utf-8")
+        body = json.dumps(fire_body(ticket.job_id, fire_at)).encode("utf-8")
         headers = {
             "Authorization": f"Bearer {self._signing_key.sign(claims)}",
             "Content-Type": "application/json",

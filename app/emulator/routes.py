@@ -10,13 +10,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from app.emulator.deps import AgentDep, FaultsDep, RegistryDep, RuntimeDep
+from app.emulator.deps import (
+    AgentDep,
+    FaultsDep,
+    RegistryDep,
+    RuntimeDep,
+    require_list_endpoint,
+)
 from app.emulator.faults import AgentCronMode, FaultControl
 from app.emulator.records import Arm, DeliveryRecord
 from app.emulator.requests import parse_job_id, parse_provision_request, read_json_object
 from app.emulator.schemas import (
     AGENT_ERRORS,
+    LIST_OFF_ERROR,
     AgentCronFaultOut,
+    AgentTokenBody,
+    AgentTokenOut,
     ArmedListOut,
     ArmedOut,
     CancelBody,
@@ -29,6 +38,8 @@ from app.emulator.schemas import (
     json_body,
 )
 from app.emulator.state import ArmRegistry
+from app.emulator.tokens import rotate
+from app.emulator.variants import ProvisionAnswer
 from app.errors import InvalidRequest
 
 DEFAULT_LIST_LIMIT = 500
@@ -54,10 +65,15 @@ def _faults_of(call: str) -> Callable[[FaultControl], Awaitable[None]]:
     openapi_extra=json_body(ProvisionBody),
     dependencies=[Depends(_faults_of("provision"))],
 )
-async def provision(request: Request, instance_id: AgentDep, registry: RegistryDep) -> ScheduleOut:
-    """Arm (or re-arm) the one-shot fire of a job; upserted by (agent, job_id)."""
+async def provision(
+    request: Request, instance_id: AgentDep, runtime: RuntimeDep
+) -> ScheduleOut | JSONResponse:
+    """Arm (or re-arm) the one-shot fire of a job; upserted by (agent, job_id).
+    With `NAS_EMULATOR_PROVISION_ANSWER=empty` the answer is `{}`."""
     provision_request = parse_provision_request(await read_json_object(request))
-    result = registry.provision(instance_id, provision_request)
+    result = runtime.registry.provision(instance_id, provision_request)
+    if runtime.config.provision_answer is ProvisionAnswer.EMPTY:
+        return JSONResponse({})
     return ScheduleOut(schedule_id=result.schedule_id)
 
 
@@ -79,8 +95,8 @@ async def cancel(request: Request, instance_id: AgentDep, registry: RegistryDep)
     "/list",
     response_model=ArmedListOut,
     response_model_exclude_none=True,
-    responses=AGENT_ERRORS,
-    dependencies=[Depends(_faults_of("list"))],
+    responses={**AGENT_ERRORS, **LIST_OFF_ERROR},
+    dependencies=[Depends(require_list_endpoint), Depends(_faults_of("list"))],
 )
 async def list_armed(
     instance_id: AgentDep,
@@ -88,7 +104,8 @@ async def list_armed(
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
     cursor: Annotated[str | None, Query()] = None,
 ) -> ArmedListOut:
-    """The calling agent's arms, including those whose delivery is still being retried."""
+    """The calling agent's arms, including those whose delivery is still being retried.
+    With `NAS_EMULATOR_LIST=off`, 404."""
     page = registry.list_armed(instance_id, limit=limit, cursor=cursor)
     return ArmedListOut(
         armed=[
@@ -174,6 +191,30 @@ async def clear_faults(faults: FaultsDep, registry: RegistryDep) -> FaultsOut:
     faults.clear()
     registry.release_deliveries()
     return _faults_out(faults, registry)
+
+
+@emulator_router.post("/agent-tokens", response_model=AgentTokenOut)
+async def issue_agent_token(
+    runtime: RuntimeDep,
+    body: AgentTokenBody | None = None,
+    instance_id: Annotated[str | None, Query()] = None,
+    revoke_others: Annotated[bool, Query()] = False,
+) -> AgentTokenOut:
+    """Emulator-only: issue a new agent token (written to `NAS_EMULATOR_AGENT_TOKEN_FILE` when
+    set); older tokens keep working until they expire, unless `revoke_others`. The options may
+    come in the body or the query."""
+    options = body or AgentTokenBody()
+    issued = await rotate(
+        runtime.agent_tokens,
+        instance_id=options.instance_id or instance_id,
+        revoke_others=options.revoke_others or revoke_others,
+        token_file=runtime.config.agent_token_file,
+    )
+    return AgentTokenOut(
+        token=issued.token,
+        expires_at=issued.expires_at.isoformat() if issued.expires_at else None,
+        instance_id=issued.instance_id,
+    )
 
 
 def _faults_out(faults: FaultControl, registry: ArmRegistry) -> FaultsOut:

@@ -84,6 +84,25 @@ class FaultsOut(BaseModel):
     deliveries: DeliveriesFaultOut | None
 
 
+class AgentTokenBody(BaseModel):
+    """Options of `POST /_emulator/agent-tokens` (emulator only); the body may be left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instance_id: str | None = Field(
+        default=None, description="the agent to issue a token for (default: the only one)"
+    )
+    revoke_others: bool = Field(
+        default=False, description="revoke every other token of that agent at once"
+    )
+
+
+class AgentTokenOut(BaseModel):
+    token: str
+    expires_at: str | None = Field(description="ISO 8601 in UTC; null: never expires")
+    instance_id: str
+
+
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
@@ -91,5 +110,11 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 
 AGENT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "invalid_request: the detail names the field"},
-    401: {"model": ErrorOut, "description": "unauthorized: missing or unknown bearer token"},
+    401: {
+        "model": ErrorOut,
+        "description": "unauthorized: missing, unknown, expired or revoked bearer token",
+    },
+}
+LIST_OFF_ERROR: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "not_found: NAS_EMULATOR_LIST=off, no list endpoint"},
 }

@@ -1,4 +1,5 @@
-"""In-memory state of the NAS emulator: armed one-shots per agent and the delivery log.
+"""In-memory state of the NAS emulator: armed one-shots per agent and the delivery log
+(`delivery_log.py`).
 
 No I/O here. The registry is driven from one event loop: the API provisions and cancels arms,
 the delivery scheduler takes due arms (`take_due`) and reports each attempt (`complete_attempt`).
@@ -8,17 +9,16 @@ earliest due time, so the scheduler can wake up instead of polling.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import heapq
 import logging
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.clock import Clock, utc_now
+from app.emulator.cursors import decode_cursor, encode_cursor
+from app.emulator.delivery_log import DEFAULT_DELIVERY_LOG_SIZE, DeliveryLog
 from app.emulator.records import (
     Arm,
     ArmPage,
@@ -30,11 +30,9 @@ from app.emulator.records import (
     ProvisionResult,
     RetryPolicy,
 )
-from app.errors import InvalidRequest
+from app.emulator.variants import ConsumeMode
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_DELIVERY_LOG_SIZE = 10_000
 
 
 @dataclass(order=True)
@@ -60,7 +58,7 @@ class ArmRegistry:
         self._arms: dict[str, dict[str, Arm]] = {}
         self._due: list[_DueEntry] = []
         self._seq = 0
-        self._log: deque[DeliveryRecord] = deque(maxlen=delivery_log_size)
+        self._log = DeliveryLog(delivery_log_size)
         self._listeners: list[Callable[[], None]] = []
         self._held = False  # deliveries held (emulator-only fault)
         self._held_until: datetime | None = None  # None while held: until released
@@ -128,13 +126,13 @@ class ArmRegistry:
         The cursor is the last job_id of the previous page (opaque to callers), so paging stays
         consistent while arms come and go.
         """
-        after = _decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor else None
         job_ids = sorted(self._arms.get(instance_id, {}))
         if after is not None:
             job_ids = [job_id for job_id in job_ids if job_id > after]
         page = job_ids[:limit]
         jobs = self._arms[instance_id] if page else {}
-        next_cursor = _encode_cursor(page[-1]) if len(job_ids) > limit else None
+        next_cursor = encode_cursor(page[-1]) if len(job_ids) > limit else None
         return ArmPage(arms=[jobs[job_id] for job_id in page], next_cursor=next_cursor)
 
     # -- emulator-only inspection and control --------------------------------------------------
@@ -156,7 +154,7 @@ class ArmRegistry:
         return count
 
     def deliveries(self, job_id: str | None = None) -> list[DeliveryRecord]:
-        return [r for r in self._log if job_id is None or r.job_id == job_id]
+        return self._log.records(job_id)
 
     def hold_deliveries(self, seconds: float | None = None) -> datetime | None:
         """Start no delivery attempt (first or re-delivery) for `seconds`, or until released;
@@ -225,19 +223,25 @@ class ArmRegistry:
             self._push(arm)
             self._notify()
 
-    def complete_attempt(self, ticket: DeliveryTicket, result: AttemptResult) -> DeliveryRecord:
-        """Record an attempt and move its arm on: removed on 2xx or when attempts run out,
-        re-scheduled with backoff otherwise."""
+    def complete_attempt(
+        self,
+        ticket: DeliveryTicket,
+        result: AttemptResult,
+        *,
+        consume: ConsumeMode = ConsumeMode.SCHEDULE,
+    ) -> DeliveryRecord:
+        """Record an attempt and move its arm on: removed on 2xx (with `consume=job`, whatever
+        arm the job has by then) or when attempts run out, re-scheduled with backoff otherwise."""
         arm = self._arm_of(ticket)
         next_retry_at: datetime | None = None
-        if arm is None:
-            outcome = Outcome.DELIVERED if result.succeeded else Outcome.CANCELLED
+        if result.succeeded:
+            outcome = Outcome.DELIVERED
+            self._consume(ticket, consume)
+        elif arm is None:
+            outcome = Outcome.CANCELLED
         else:
             arm.attempts = ticket.attempt
-            if result.succeeded:
-                outcome = Outcome.DELIVERED
-                del self._arms[arm.instance_id][arm.job_id]
-            elif ticket.attempt >= self._retry_policy.max_attempts:
+            if ticket.attempt >= self._retry_policy.max_attempts:
                 outcome = Outcome.ABANDONED
                 del self._arms[arm.instance_id][arm.job_id]
             else:
@@ -261,12 +265,31 @@ class ArmRegistry:
             outcome=outcome,
         )
         self._log.append(record)
-        _log_attempt(record)
         if next_retry_at is not None:
             self._notify()
         return record
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _consume(self, ticket: DeliveryTicket, consume: ConsumeMode) -> None:
+        jobs = self._arms.get(ticket.instance_id, {})
+        arm = jobs.get(ticket.job_id)
+        if arm is None:
+            return
+        if arm.schedule_id == ticket.schedule_id:
+            del jobs[ticket.job_id]
+        elif consume is ConsumeMode.JOB:
+            # A NAS that cleans up by job_id drops the arm made while the delivery waited.
+            del jobs[ticket.job_id]
+            logger.info(
+                "removed the job's newer arm after the delivery of an older one (consume=job)",
+                extra={
+                    "job_id": ticket.job_id,
+                    "agent": ticket.instance_id,
+                    "schedule_id": arm.schedule_id,
+                    "delivered_schedule_id": ticket.schedule_id,
+                },
+            )
 
     def _arm_of(self, ticket: DeliveryTicket) -> Arm | None:
         arm = self._arms.get(ticket.instance_id, {}).get(ticket.job_id)
@@ -299,41 +322,3 @@ class ArmRegistry:
     def _notify(self) -> None:
         for listener in self._listeners:
             listener()
-
-
-def _log_attempt(record: DeliveryRecord) -> None:
-    result = (
-        f"HTTP {record.status_code}" if record.status_code is not None else f"error {record.error}"
-    )
-    level = logging.WARNING if record.outcome is Outcome.ABANDONED else logging.INFO
-    logger.log(
-        level,
-        "fire of job %s (agent %s, fire_at %s) attempt %d: %s -> %s%s",
-        record.job_id,
-        record.instance_id,
-        record.fire_at,
-        record.attempt,
-        result,
-        record.outcome.value,
-        f", next attempt at {record.next_retry_at.isoformat()}" if record.next_retry_at else "",
-        extra={"job_id": record.job_id, "fire_at": record.fire_at, "attempt": record.attempt},
-    )
-
-
-_CURSOR_PREFIX = "after:"
-
-
-def _encode_cursor(job_id: str) -> str:
-    raw = (_CURSOR_PREFIX + job_id).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        padded = (cursor + "=" * (-len(cursor) % 4)).encode("ascii")
-        decoded = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
-    except (ValueError, binascii.Error) as exc:  # UnicodeError is a ValueError
-        raise InvalidRequest("cursor: not a cursor returned by this endpoint") from exc
-    if not decoded.startswith(_CURSOR_PREFIX):
-        raise InvalidRequest("cursor: not a cursor returned by this endpoint")
-    return decoded[len(_CURSOR_PREFIX) :]

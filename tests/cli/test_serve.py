@@ -1,5 +1,6 @@
 """`chronos serve`, in-process: it refuses to start, in one line naming the setting,
-when fires could not be verified or armed, and touches nothing (no database) before that."""
+when fires could not be verified or armed, and touches nothing (no database) before that.
+Also `chronos dev`'s emulator: rotated NAS tokens land where dev keeps the agent's token."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
 import app.logs
+from app.cli.serve import dev_emulator_config
+from app.emulator import create_emulator_app
 from tests.cli.invoke import Ran, run_chronos
 
 COMPLETE = {
@@ -125,3 +129,20 @@ def test_a_long_refusal_is_still_one_line(tmp_path: Path) -> None:
     result, _ = serve(tmp_path, CHRONOS_PORTAL_URL="http://nas.example")
     [line] = lines(result.stderr)
     assert "CHRONOS_PORTAL_URL" in line and "https" in line
+
+
+@pytest.mark.asyncio
+async def test_dev_writes_rotated_nas_tokens_to_its_token_file(tmp_path: Path) -> None:
+    """`chronos dev`'s emulator: a token rotated through `/_emulator/agent-tokens` lands in
+    `data/nas-token`, where dev keeps the agent's NAS token."""
+    (tmp_path / "nas-token").write_text("first-token\n")
+    config = dev_emulator_config(tmp_path, "http://127.0.0.1:9000", "first-token", "dev")
+    transport = httpx.ASGITransport(app=create_emulator_app(config))
+
+    async with httpx.AsyncClient(transport=transport, base_url=config.public_url) as client:
+        response = await client.post("/_emulator/agent-tokens", json={"revoke_others": True})
+
+    assert response.status_code == 200
+    assert response.json()["instance_id"] == "dev"
+    assert config.agent_token_file == str(tmp_path / "nas-token")
+    assert (tmp_path / "nas-token").read_text() == response.json()["token"] + "\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.emulator import EmulatorConfig, EmulatorConfigError
+from app.emulator.variants import ConsumeMode, FireAtMode, ListMode, ProvisionAnswer
 
 BASE_ENV = {
     "NAS_EMULATOR_PUBLIC_URL": "http://localhost:9000/",
@@ -40,6 +41,13 @@ def test_repr_never_shows_tokens() -> None:
         ({"redelivery_max_seconds": 0.5}, "redelivery_max_seconds"),
         ({"redelivery_max_attempts": 0}, "redelivery_max_attempts"),
         ({"delivery_timeout_seconds": -1}, "delivery_timeout_seconds"),
+        ({"agent_token_ttl_seconds": 0}, "agent_token_ttl_seconds"),
+        ({"agent_token_ttl_seconds": float("inf")}, "agent_token_ttl_seconds"),
+        ({"agent_token_file": " "}, "agent_token_file"),
+        ({"fire_at": "sometimes"}, "fire_at"),
+        ({"list_endpoint": "maybe"}, "list_endpoint"),
+        ({"provision_answer": "verbose"}, "provision_answer"),
+        ({"consume": "all"}, "consume"),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_field(
@@ -77,6 +85,42 @@ def test_from_env_reads_the_variables(tmp_path: Path) -> None:
     )
 
 
+def test_from_env_defaults_are_todays_behaviour() -> None:
+    config = EmulatorConfig.from_env(BASE_ENV)
+
+    assert config.fire_at is FireAtMode.PROVISIONED
+    assert config.list_endpoint is ListMode.ON
+    assert config.provision_answer is ProvisionAnswer.FULL
+    assert config.consume is ConsumeMode.SCHEDULE
+    assert config.agent_token_ttl_seconds is None
+    assert config.agent_token_file is None
+
+
+def test_from_env_reads_the_nas_behaviours() -> None:
+    env = {
+        **BASE_ENV,
+        "NAS_EMULATOR_FIRE_AT": "omitted",
+        "NAS_EMULATOR_LIST": "OFF",
+        "NAS_EMULATOR_PROVISION_ANSWER": "empty",
+        "NAS_EMULATOR_CONSUME": "job",
+        "NAS_EMULATOR_AGENT_TOKEN_TTL_SECONDS": "3600",
+    }
+
+    config = EmulatorConfig.from_env(env)
+
+    assert (config.fire_at, config.list_endpoint) == (FireAtMode.OMITTED, ListMode.OFF)
+    assert (config.provision_answer, config.consume) == (ProvisionAnswer.EMPTY, ConsumeMode.JOB)
+    assert config.agent_token_ttl_seconds == 3600.0
+
+
+def test_behaviours_may_be_given_as_strings() -> None:
+    strings: dict[str, object] = {"fire_at": "omitted", "consume": "job"}
+    config = EmulatorConfig(public_url="http://nas", agent_tokens={"t": "i"}, **strings)  # type: ignore[arg-type]
+
+    assert config.fire_at is FireAtMode.OMITTED
+    assert config.consume is ConsumeMode.JOB
+
+
 def test_from_env_reads_the_token_from_a_file(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("token-from-file\n")
@@ -85,6 +129,7 @@ def test_from_env_reads_the_token_from_a_file(tmp_path: Path) -> None:
     config = EmulatorConfig.from_env({**env, "NAS_EMULATOR_AGENT_TOKEN_FILE": str(token_file)})
 
     assert config.agent_tokens == {"token-from-file": "dev-instance"}
+    assert config.agent_token_file == str(token_file)  # where rotated tokens are written
 
 
 @pytest.mark.parametrize(
@@ -99,6 +144,12 @@ def test_from_env_reads_the_token_from_a_file(tmp_path: Path) -> None:
         ({"NAS_EMULATOR_TOKEN_TTL_SECONDS": "ninety"}, "NAS_EMULATOR_TOKEN_TTL_SECONDS"),
         ({"NAS_EMULATOR_REDELIVERY_MAX_ATTEMPTS": "0"}, "NAS_EMULATOR_REDELIVERY_MAX_ATTEMPTS"),
         ({"NAS_EMULATOR_REDELIVERY_MAX_SECONDS": "nan"}, "NAS_EMULATOR_REDELIVERY_MAX_SECONDS"),
+        ({"NAS_EMULATOR_FIRE_AT": "none"}, "NAS_EMULATOR_FIRE_AT"),
+        ({"NAS_EMULATOR_LIST": "no"}, "NAS_EMULATOR_LIST"),
+        ({"NAS_EMULATOR_PROVISION_ANSWER": "{}"}, "NAS_EMULATOR_PROVISION_ANSWER"),
+        ({"NAS_EMULATOR_CONSUME": "arm"}, "NAS_EMULATOR_CONSUME"),
+        ({"NAS_EMULATOR_AGENT_TOKEN_TTL_SECONDS": "-5"}, "NAS_EMULATOR_AGENT_TOKEN_TTL_SECONDS"),
+        ({"NAS_EMULATOR_AGENT_TOKEN_TTL_SECONDS": "1h"}, "NAS_EMULATOR_AGENT_TOKEN_TTL_SECONDS"),
     ],
 )
 def test_from_env_errors_name_the_variable(change: dict[str, str | None], variable: str) -> None:

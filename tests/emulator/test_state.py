@@ -11,6 +11,7 @@ from app.emulator import EmulatorConfig
 from app.emulator.delivery import fire_token_claims, fire_url
 from app.emulator.records import ArmState, AttemptResult, Outcome, ProvisionRequest, RetryPolicy
 from app.emulator.state import ArmRegistry
+from app.emulator.variants import ConsumeMode
 from app.headers import parse_retry_after
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
@@ -111,6 +112,8 @@ def test_fire_token_claims() -> None:
         "fire_at": "2030-01-01T10:00:00+01:00",
     }
     assert claims["jti"] != again["jti"]
+    without = fire_token_claims(config=config, instance_id="inst", job_id="j", fire_at=None, now=T0)
+    assert "fire_at" not in without and without["job_id"] == "j"
 
 
 @pytest.mark.parametrize(
@@ -200,6 +203,21 @@ def test_a_late_result_of_a_replaced_arm_does_not_touch_the_new_arm() -> None:
     (arm,) = arms.all_arms()
     assert (arm.schedule_id, arm.attempts, arm.state) == (new.schedule_id, 0, ArmState.SCHEDULED)
     assert arms.next_due_at() == T0 + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(("consume", "left"), [(ConsumeMode.SCHEDULE, 1), (ConsumeMode.JOB, 0)])
+def test_consume_decides_whether_a_success_removes_an_arm_made_meanwhile(
+    consume: ConsumeMode, left: int
+) -> None:
+    arms = registry(FakeClock())
+    arms.provision("i", request("j", T0))
+    (ticket,) = arms.take_due(T0)
+    arms.provision("i", request("j", T0 + timedelta(hours=1)))
+    arms.provision("i", request("other", T0 + timedelta(hours=1)))
+
+    assert arms.complete_attempt(ticket, ok(), consume=consume).outcome is Outcome.DELIVERED
+    assert len([a for a in arms.all_arms() if a.job_id == "j"]) == left
+    assert [a.job_id for a in arms.all_arms() if a.job_id != "j"] == ["other"]
 
 
 def test_a_released_ticket_is_due_again() -> None:
