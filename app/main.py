@@ -60,6 +60,7 @@ def create_app(
             tasks.append(asyncio.create_task(startup_reconcile(services), name="startup-reconcile"))
         else:
             services.startup.done = True
+        tasks.append(asyncio.create_task(services.audit.run(), name="arm-audit"))
         tasks.append(
             asyncio.create_task(
                 maintenance_loop(services, settings.outbox_drain_interval_seconds),

@@ -65,6 +65,7 @@ async def maintenance_loop(services: Services, interval: float) -> None:
             ),
         ),
         ("purge completed jobs", lambda: services.jobs.purge_completed(retention)),
+        ("purge expired fire tokens", services.fires.purge_expired_tokens),
         ("periodic reconcile", periodic_reconcile),
     )
     while True:

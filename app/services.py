@@ -11,8 +11,9 @@ from app.auth import FireTokenVerifier, JwksCache
 from app.clock import Clock
 from app.fire.service import FireService
 from app.jobs.service import JobService
-from app.nas import NasClient, RetryBudget
+from app.nas import NasClient, RetryBudget, build_credentials
 from app.outbox import OutboxPusher
+from app.outbox.audit import ArmAudit
 from app.reconcile.service import Reconciler
 from app.runner.executor import RunExecutor
 from app.runner.targets import TargetRunner
@@ -38,6 +39,7 @@ class Services:
     fires: FireService
     jobs: JobService
     reconciler: Reconciler
+    audit: ArmAudit
     startup: StartupState = field(default_factory=StartupState)
 
 
@@ -71,11 +73,12 @@ def build_services(
     nas = NasClient(
         nas_http,
         settings.portal_url,
-        settings.nas_token_value() or "",
+        build_credentials(settings),
         budget=nas_retry_budget(settings),
     )
     arm_budget = fire_arm_budget(settings)
     pusher = OutboxPusher(store, nas, settings.callback_url, clock)
+    audit = ArmAudit(store, nas, pusher, delay=settings.arm_audit_delay_seconds, clock=clock)
     executor = RunExecutor(
         store,
         TargetRunner(target_http, max_output_bytes=settings.max_output_bytes),
@@ -87,6 +90,7 @@ def build_services(
         JwksCache(
             nas_http,
             settings.nas_jwks_url,
+            max_age=settings.jwks_max_age_seconds,
             refresh_interval=settings.jwks_refresh_interval_seconds,
             failure_ttl=settings.jwks_failure_ttl_seconds,
         ),
@@ -110,6 +114,8 @@ def build_services(
             arm_budget=arm_budget,
             retry_after_seconds=settings.retry_after_seconds,
             clock=clock,
+            early_fire_seconds=settings.early_fire_seconds,
+            audit=audit,
         ),
         jobs=JobService(
             store,
@@ -123,4 +129,5 @@ def build_services(
         reconciler=Reconciler(
             store, nas, pusher, executor, concurrency=settings.reconcile_concurrency, clock=clock
         ),
+        audit=audit,
     )

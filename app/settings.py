@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import socket
 import uuid
 from pathlib import Path
@@ -38,8 +40,13 @@ class Settings(BaseSettings):
     callback_url: str | None = None
     expected_audience: str | None = None
     nas_jwks_url: str | None = None
+    # The agent's NAS bearer token: exactly one of a fixed token, a file read again whenever
+    # it changes, or a command (no shell) printing it, its answer cached (see app/nas/credentials).
     nas_token: SecretStr | None = None
     nas_token_file: Path | None = None
+    nas_token_command: str | None = None
+    nas_token_command_ttl_seconds: float = Field(default=300.0, gt=0)
+    nas_token_command_timeout_seconds: float = Field(default=10.0, gt=0)
     admin_token: SecretStr | None = None
     admin_token_file: Path | None = None
 
@@ -88,17 +95,26 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _read_secret_files(cls, data: Any) -> Any:
-        """`CHRONOS_X_FILE` supplies secret X from a file when X itself is unset."""
+        """`CHRONOS_ADMIN_TOKEN_FILE` supplies the admin token from a file when it is unset.
+        `CHRONOS_NAS_TOKEN_FILE` is only checked for being readable: the NAS client reads it
+        again whenever it changes."""
         if not isinstance(data, dict):
             return data
         for name in ("nas_token", "admin_token"):
             path = data.get(f"{name}_file")
-            if path and not data.get(name):
-                try:
-                    data[name] = Path(path).read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    env_name = f"CHRONOS_{name.upper()}_FILE"
-                    raise ValueError(f"{env_name}: cannot read {path}: {exc.strerror}") from exc
+            if not path:
+                data.pop(f"{name}_file", None)  # empty: unset, not the current folder
+                continue
+            try:
+                text = Path(path).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                env_name = f"CHRONOS_{name.upper()}_FILE"
+                raise ValueError(f"{env_name}: cannot read {path}: {reason}") from exc
+            if name == "nas_token" and not text:
+                raise ValueError(f"CHRONOS_NAS_TOKEN_FILE: {path} is empty")
+            if name == "admin_token" and not data.get(name):
+                data[name] = text
         return data
 
     # -- derived -----------------------------------------------------------------
@@ -138,8 +154,7 @@ class Settings(BaseSettings):
         for env_name, value in required.items():
             if not value:
                 problems.append(f"{env_name} is not set")
-        if not self.nas_token_value():
-            problems.append("CHRONOS_NAS_TOKEN (or CHRONOS_NAS_TOKEN_FILE) is not set")
+        problems.extend(self._nas_token_problems())
         for env_name, value in (
             ("CHRONOS_PORTAL_URL", self.portal_url),
             ("CHRONOS_CALLBACK_URL", self.callback_url),
@@ -157,6 +172,22 @@ class Settings(BaseSettings):
             )
         return problems
 
+    def _nas_token_problems(self) -> list[str]:
+        sources = {
+            "CHRONOS_NAS_TOKEN": bool(self.nas_token_value()),
+            "CHRONOS_NAS_TOKEN_FILE": self.nas_token_file is not None,
+            "CHRONOS_NAS_TOKEN_COMMAND": bool(self.nas_token_command),
+        }
+        given = [name for name, is_set in sources.items() if is_set]
+        if len(given) != 1:
+            return [
+                "CHRONOS_NAS_TOKEN, CHRONOS_NAS_TOKEN_FILE or CHRONOS_NAS_TOKEN_COMMAND: set"
+                f" exactly one (got: {', '.join(given) or 'none'})"
+            ]
+        if self.nas_token_command:
+            return _command_problems(self.nas_token_command)
+        return []
+
     def weak_secret_warnings(self) -> list[str]:
         """Secrets that work but should be stronger; logged at start, never fatal."""
         admin = self.admin_token_value()
@@ -168,6 +199,19 @@ class Settings(BaseSettings):
         problems = self.fire_config_problems()
         if problems:
             raise ConfigError(problems[0] if len(problems) == 1 else "; ".join(problems))
+
+
+def _command_problems(command: str) -> list[str]:
+    """The token command must split into arguments (no shell) naming a program found."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        return [f"CHRONOS_NAS_TOKEN_COMMAND: cannot be split into arguments ({exc})"]
+    if not argv:
+        return ["CHRONOS_NAS_TOKEN_COMMAND names no program"]
+    if shutil.which(argv[0]) is None:
+        return [f"CHRONOS_NAS_TOKEN_COMMAND: {argv[0]!r} not found (or not executable)"]
+    return []
 
 
 def _url_problem(env_name: str, value: str, *, allow_loopback_http: bool) -> str | None:

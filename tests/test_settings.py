@@ -186,14 +186,29 @@ def test_environment_wins_over_dotenv(tmp_path: Path, monkeypatch: pytest.Monkey
     assert Settings().port == 6666
 
 
-def test_nas_token_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_nas_token_file_is_checked_but_left_to_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is read again whenever it changes (`app.nas.credentials.FileToken`), so the
+    settings only check it can be read, and do not fold it into `nas_token`."""
     token_file = tmp_path / "nas-token"
     token_file.write_text("  token-from-a-file\n")
     monkeypatch.setenv("CHRONOS_NAS_TOKEN_FILE", str(token_file))
     s = settings(**{**COMPLETE, "nas_token": None})
-    assert s.nas_token_value() == "token-from-a-file"
+    assert s.nas_token_file == token_file
+    assert s.nas_token_value() is None
     assert s.fire_config_problems() == []
-    assert "token-from-a-file" not in repr(s)  # a SecretStr
+    assert "token-from-a-file" not in repr(s)
+
+
+def test_an_empty_nas_token_file_names_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "nas-token"
+    token_file.write_text(" \n")
+    monkeypatch.setenv("CHRONOS_NAS_TOKEN_FILE", str(token_file))
+    with pytest.raises(ValidationError, match="CHRONOS_NAS_TOKEN_FILE"):
+        settings()
 
 
 def test_admin_token_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,14 +218,86 @@ def test_admin_token_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert settings().admin_token_value() == "admin-token-from-a-file-0123456789"
 
 
-def test_the_token_itself_wins_over_its_file(
+def test_the_admin_token_itself_wins_over_its_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    token_file = tmp_path / "nas-token"
+    token_file = tmp_path / "admin-token"
     token_file.write_text("from-file")
-    monkeypatch.setenv("CHRONOS_NAS_TOKEN_FILE", str(token_file))
-    monkeypatch.setenv("CHRONOS_NAS_TOKEN", "from-env")
-    assert settings().nas_token_value() == "from-env"
+    monkeypatch.setenv("CHRONOS_ADMIN_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("CHRONOS_ADMIN_TOKEN", "from-env")
+    assert settings().admin_token_value() == "from-env"
+
+
+# -- exactly one source of the NAS token ---------------------------------------------------
+
+
+def nas_token_sources(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    token_file = tmp_path / "nas-token"
+    token_file.write_text("from-file\n")
+    return {
+        "CHRONOS_NAS_TOKEN": {"nas_token": "from-env"},
+        "CHRONOS_NAS_TOKEN_FILE": {"nas_token_file": str(token_file)},
+        "CHRONOS_NAS_TOKEN_COMMAND": {"nas_token_command": "echo from-command"},
+    }
+
+
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        [],
+        ["CHRONOS_NAS_TOKEN", "CHRONOS_NAS_TOKEN_FILE"],
+        ["CHRONOS_NAS_TOKEN", "CHRONOS_NAS_TOKEN_COMMAND"],
+        ["CHRONOS_NAS_TOKEN_FILE", "CHRONOS_NAS_TOKEN_COMMAND"],
+        ["CHRONOS_NAS_TOKEN", "CHRONOS_NAS_TOKEN_FILE", "CHRONOS_NAS_TOKEN_COMMAND"],
+    ],
+)
+def test_the_nas_token_needs_exactly_one_source(tmp_path: Path, chosen: list[str]) -> None:
+    sources = nas_token_sources(tmp_path)
+    values = {**COMPLETE, "nas_token": None}
+    for name in chosen:
+        values.update(sources[name])
+    [problem] = settings(**values).fire_config_problems()
+    assert problem.startswith(
+        "CHRONOS_NAS_TOKEN, CHRONOS_NAS_TOKEN_FILE or CHRONOS_NAS_TOKEN_COMMAND: set exactly one"
+    )
+    assert problem.endswith(f"(got: {', '.join(chosen) or 'none'})")
+    assert "from-" not in problem  # no secret echoed
+
+
+@pytest.mark.parametrize(
+    "source", ["CHRONOS_NAS_TOKEN", "CHRONOS_NAS_TOKEN_FILE", "CHRONOS_NAS_TOKEN_COMMAND"]
+)
+def test_any_one_source_of_the_nas_token_will_do(tmp_path: Path, source: str) -> None:
+    values = {**COMPLETE, "nas_token": None, **nas_token_sources(tmp_path)[source]}
+    assert settings(**values).fire_config_problems() == []
+
+
+def test_the_token_command_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHRONOS_NAS_TOKEN_COMMAND", "vault read -field=token secret/nas")
+    monkeypatch.setenv("CHRONOS_NAS_TOKEN_COMMAND_TTL_SECONDS", "120")
+    s = settings()
+    assert s.nas_token_command == "vault read -field=token secret/nas"
+    assert s.nas_token_command_ttl_seconds == 120
+    assert s.nas_token_command_timeout_seconds == 10
+    monkeypatch.delenv("CHRONOS_NAS_TOKEN_COMMAND_TTL_SECONDS")
+    assert settings().nas_token_command_ttl_seconds == 300
+
+
+@pytest.mark.parametrize(
+    ("command", "complaint"),
+    [
+        ("get-token --name 'unclosed", "cannot be split into arguments"),
+        ("   ", "names no program"),
+        ("no-such-program-for-chronos --token-arg s3cret", "'no-such-program-for-chronos'"),
+    ],
+)
+def test_a_token_command_that_cannot_run_is_a_problem(command: str, complaint: str) -> None:
+    [problem] = settings(
+        **{**COMPLETE, "nas_token": None, "nas_token_command": command}
+    ).fire_config_problems()
+    assert problem.startswith("CHRONOS_NAS_TOKEN")
+    assert complaint in problem
+    assert "s3cret" not in problem  # arguments may hold secrets: only the program is named
 
 
 def test_an_unreadable_token_file_names_the_setting(

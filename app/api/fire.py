@@ -23,13 +23,18 @@ _FIRE_BODY = {
         "application/json": {
             "schema": {
                 "type": "object",
-                "required": ["job_id", "fire_at"],
+                "required": ["job_id"],
                 "properties": {
                     "job_id": {"type": "string", "minLength": 1, "maxLength": 200},
                     "fire_at": {
                         "type": "string",
                         "format": "date-time",
-                        "description": "ISO 8601 with a UTC offset; compared as an instant",
+                        "description": (
+                            "ISO 8601 with a UTC offset; compared as an instant. When absent,"
+                            " the fire stands for the token's fire_at claim, else the job's"
+                            " next fire if it is due within CHRONOS_EARLY_FIRE_SECONDS"
+                            " (otherwise 200 ignored, reason not_due)"
+                        ),
                     },
                 },
             }

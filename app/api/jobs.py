@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api", tags=["admin"], dependencies=[AdminDep], respo
 
 async def _job_out(jobs: JobService, job_id: str) -> JobOut:
     job, pending = await jobs.get(job_id)
-    return JobOut.from_record(job, nas_pending=pending)
+    return JobOut.from_record(job, pending=pending)
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut, summary="Create a job and arm it")
@@ -34,7 +34,7 @@ async def create_job(body: JobCreate, jobs: JobsDep) -> JobOut:
 
 @router.get("/jobs", response_model=list[JobOut], summary="List jobs")
 async def list_jobs(jobs: JobsDep) -> list[JobOut]:
-    return [JobOut.from_record(job, nas_pending=pending) for job, pending in await jobs.list_jobs()]
+    return [JobOut.from_record(job, pending=pending) for job, pending in await jobs.list_jobs()]
 
 
 @router.get(
@@ -50,7 +50,7 @@ async def get_job(
     preview: int | None = Query(default=None, ge=1, le=1000, description="next N fires"),
 ) -> JobOut:
     job, pending = await jobs.get(job_id)
-    out = JobOut.from_record(job, nas_pending=pending)
+    out = JobOut.from_record(job, pending=pending)
     if preview is not None:
         out.preview = await jobs.preview(job, preview)
     return out

@@ -6,7 +6,9 @@ from app.auth.verifier import (
     FireTokenVerifier,
     InvalidFireToken,
     SigningKeysUnavailable,
+    VerifiedFireToken,
     bearer_token,
+    fire_token_id,
 )
 from app.domain.fires import FIRE_PURPOSE
 
@@ -20,5 +22,7 @@ __all__ = [
     "JwksUnavailable",
     "SigningKeysUnavailable",
     "UnknownSigningKey",
+    "VerifiedFireToken",
     "bearer_token",
+    "fire_token_id",
 ]

@@ -1,8 +1,11 @@
-"""Verification of the per-fire JWT that NAS sends to `POST /api/cron/fire`."""
+"""Verification of the per-fire JWT that NAS sends to `POST /api/cron/fire`, and the identity
+under which a verified token is bound to the one fire it may admit."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +33,9 @@ ALLOWED_ALGORITHMS = (
 )
 REQUIRED_CLAIMS = ("exp", "aud", "iss")  # and purpose; iat and nbf are checked when present
 
+# The longest `jti` used as it is in a token id; a longer one is hashed (see `fire_token_id`).
+MAX_JTI_LENGTH = 196
+
 
 class InvalidFireToken(Exception):
     """The fire token is refused; `reason` is short and safe to show to the caller."""
@@ -44,6 +50,35 @@ class SigningKeysUnavailable(InvalidFireToken):
 
     def __init__(self) -> None:
         super().__init__("signing keys unavailable")
+
+
+@dataclass(frozen=True)
+class VerifiedFireToken:
+    """A fire token that passed verification.
+
+    `token_id` names the token for the one-fire binding (see `fire_token_id`);
+    `binding_expires_at` (`exp` + leeway, UTC) is when it stops verifying, so a binding kept
+    until then outlives every acceptance of the token.
+    """
+
+    claims: dict[str, Any]
+    token_id: str
+    binding_expires_at: datetime
+
+
+def fire_token_id(token: str, claims: dict[str, Any]) -> str:
+    """The identity of a verified token: `jti:<jti>` for a non-empty string `jti` (hashed as
+    `jti-sha256:<hex>` past `MAX_JTI_LENGTH`), else `sha256:<hex>` of its signed part (header
+    and payload as sent, which the signature covers byte for byte). The signature is left out
+    because its spelling is malleable (base64url padding, ECDSA's `s` or `n - s`): the same
+    signed content is the same token. At most 200 characters."""
+    jti = claims.get("jti")
+    if isinstance(jti, str) and jti:
+        if len(jti) <= MAX_JTI_LENGTH:
+            return f"jti:{jti}"
+        return f"jti-sha256:{hashlib.sha256(jti.encode()).hexdigest()}"
+    signed_part = token.rpartition(".")[0]
+    return f"sha256:{hashlib.sha256(signed_part.encode()).hexdigest()}"
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -80,8 +115,9 @@ class FireTokenVerifier:
         job_id: str | None = None,
         fire_at: datetime | None = None,
         check_binding: bool = True,
-    ) -> dict[str, Any]:
-        """Return the token's claims if it is a valid fire token, else raise `InvalidFireToken`.
+    ) -> VerifiedFireToken:
+        """Return the token's claims and identity if it is a valid fire token, else raise
+        `InvalidFireToken`.
 
         `exp`, `nbf` and `iat` are checked with `leeway` seconds; `exp`, `aud`, `iss` and
         `purpose == "cron_fire"` are required. A `job_id` or `fire_at` claim binds the token
@@ -101,7 +137,18 @@ class FireTokenVerifier:
         except InvalidFireToken as exc:
             logger.info("fire token rejected", extra={"reason": exc.reason})
             raise
-        return claims
+        return VerifiedFireToken(
+            claims=claims,
+            token_id=fire_token_id(token, claims),
+            binding_expires_at=self._binding_expiry(claims),
+        )
+
+    def _binding_expiry(self, claims: dict[str, Any]) -> datetime:
+        # `exp` passed verification, so it is a number (or numeric string) PyJWT accepted.
+        try:
+            return datetime.fromtimestamp(float(claims["exp"]) + self._leeway, UTC)
+        except (OverflowError, ValueError, OSError):  # past what a datetime holds: never expires
+            return datetime.max.replace(tzinfo=UTC)
 
     async def _verified_claims(self, token: str) -> dict[str, Any]:
         try:

@@ -96,7 +96,10 @@ def job_card(job: dict[str, Any]) -> Table:
         ),
     ]
     if job.get("nas_pending"):
-        rows.append(("NAS pending", job["nas_pending"]))
+        parked = " (parked: NAS refused it; retried by the next reconcile)"
+        rows.append(("NAS pending", job["nas_pending"] + (parked if job.get("nas_parked") else "")))
+        if job.get("nas_error"):
+            rows.append(("NAS error", job["nas_error"]))
     for field, value in rows:
         table.add_row(field, value)
     return table

@@ -10,13 +10,16 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from app.cli.config import load_settings
 from app.cli.console import fail, out
 from app.settings import ConfigError
+
+if TYPE_CHECKING:
+    from app.emulator import EmulatorConfig
 
 
 def serve(
@@ -97,6 +100,22 @@ def _dev_secret(path: Path) -> str:
     return value
 
 
+def dev_emulator_config(
+    data: Path, nas_url: str, nas_token: str, instance_id: str
+) -> EmulatorConfig:
+    """The emulator of `chronos dev`: its key in `data/nas-key.pem`, and agent tokens rotated
+    through `POST /_emulator/agent-tokens` written to `data/nas-token`, the file the first
+    token was read from."""
+    from app.emulator import EmulatorConfig
+
+    return EmulatorConfig(
+        public_url=nas_url,
+        agent_tokens={nas_token: instance_id},
+        key_file=str(data / "nas-key.pem"),
+        agent_token_file=str(data / "nas-token"),
+    )
+
+
 def dev(
     port: Annotated[int, typer.Option(help="agent port")] = 8080,
     nas_port: Annotated[int, typer.Option(help="NAS emulator port")] = 9000,
@@ -107,7 +126,7 @@ def dev(
     """Run the agent and the NAS emulator together on loopback, with SQLite and matching keys."""
     import uvicorn
 
-    from app.emulator import EmulatorConfig, build_uvicorn_server
+    from app.emulator import build_uvicorn_server
     from app.logs import configure_logging
     from app.main import create_app
 
@@ -126,14 +145,14 @@ def dev(
         callback_url=agent_url,
         expected_audience=f"agent:{instance_id}",
         nas_jwks_url=f"{nas_url}/.well-known/jwks.json",
-        nas_token=nas_token,
+        # Read from the file the emulator's `POST /_emulator/agent-tokens` rewrites: a rotated
+        # token is picked up without a restart, as a mounted secret would be.
+        nas_token=None,
+        nas_token_command=None,
+        nas_token_file=data / "nas-token",
         admin_token=admin_token,
     )
-    emulator_config = EmulatorConfig(
-        public_url=nas_url,
-        agent_tokens={nas_token: instance_id},
-        key_file=str(data / "nas-key.pem"),
-    )
+    emulator_config = dev_emulator_config(data, nas_url, nas_token, instance_id)
     configure_logging(settings.log_level, json_lines=False)
     emulator = build_uvicorn_server(emulator_config, "127.0.0.1", nas_port, log_level="warning")
     agent = uvicorn.Server(

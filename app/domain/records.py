@@ -70,6 +70,13 @@ class OutboxRecord:
     fire_at: datetime | None
     op_id: str  # new for every operation queued; never repeats
     attempts: int
-    last_error: str | None
+    last_error: str | None  # NAS's answer (or the transport's) to the last failed push
     created_at: datetime
     updated_at: datetime
+    # Set when NAS refused the operation itself (a 4xx other than 401/403): the maintenance
+    # drain leaves it alone, the next reconcile (or an explicit push of the job) retries it.
+    parked_at: datetime | None = None
+
+    @property
+    def parked(self) -> bool:
+        return self.parked_at is not None

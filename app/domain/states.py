@@ -68,3 +68,4 @@ class IgnoredReason(StrEnum):
     PAUSED = "paused"
     COMPLETED = "completed"
     STALE = "stale"
+    NOT_DUE = "not_due"

@@ -15,8 +15,9 @@ _FIRE_AT_PROBLEMS = {
 }
 
 
-def parse_fire_body(raw: bytes) -> tuple[str, datetime]:
-    """Return `(job_id, fire_at)` with `fire_at` in UTC; `InvalidRequest` naming the field."""
+def parse_fire_body(raw: bytes) -> tuple[str, datetime | None]:
+    """Return `(job_id, fire_at)` with `fire_at` in UTC, or None when the body has none (the
+    fire then stands for the job's next fire); `InvalidRequest` naming the field."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -30,7 +31,7 @@ def parse_fire_body(raw: bytes) -> tuple[str, datetime]:
         raise InvalidRequest("job_id: must be a non-empty string of at most 200 characters")
     fire_at_text = data.get("fire_at")
     if fire_at_text is None:
-        raise InvalidRequest("fire_at: field required")
+        return job_id, None
     if not isinstance(fire_at_text, str):
         raise InvalidRequest("fire_at: must be an ISO 8601 string with a UTC offset")
     try:

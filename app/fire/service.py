@@ -21,9 +21,17 @@ from app.domain.states import FireOutcome, IgnoredReason, JobState, NasOp, RunKi
 from app.errors import InvalidRequest, ServiceUnavailable, Unauthorized
 from app.fire.body import parse_fire_body
 from app.fire.policy import decide
+from app.fire.resolve import (
+    FireRequest,
+    Unresolved,
+    fire_request,
+    may_use_bound_token,
+    resolve_fire_at,
+)
 from app.logs import log_context
 from app.nas.client import RetryBudget
 from app.outbox import OutboxPusher
+from app.outbox.audit import ArmAudit
 from app.runner.executor import RunExecutor
 from app.store import DuplicateFire, Store, Tx
 
@@ -47,6 +55,7 @@ class _Decided:
     push: bool = False  # push the job's pending operation (best effort unless `must_arm`)
     run: FireRecord | None = None  # start this run after commit
     target: dict[str, Any] | None = None
+    audit: bool = False  # after a 2xx, the arm audit checks that NAS kept the next arm
 
 
 class FireService:
@@ -62,8 +71,12 @@ class FireService:
         arm_budget: RetryBudget,
         retry_after_seconds: int,
         clock: Clock,
+        early_fire_seconds: int = 60,
+        audit: ArmAudit | None = None,
     ) -> None:
         self.store = store
+        self.early = timedelta(seconds=early_fire_seconds)
+        self.audit = audit
         self.verifier = verifier
         self.pusher = pusher
         self.executor = executor
@@ -89,8 +102,11 @@ class FireService:
         except InvalidRequest as exc:
             body_error = exc
         try:
-            await self.verifier.verify(
-                token, job_id=job_id, fire_at=fire_at, check_binding=body_error is None
+            verified = await self.verifier.verify(
+                token,
+                job_id=job_id,
+                fire_at=fire_at,
+                check_binding=body_error is None and fire_at is not None,
             )
         except SigningKeysUnavailable as exc:
             raise ServiceUnavailable(
@@ -100,53 +116,105 @@ class FireService:
             raise Unauthorized(f"invalid fire token: {exc.reason}") from exc
         if body_error is not None:
             raise body_error
-        assert job_id is not None and fire_at is not None
-        return await self.handle_fire(job_id, fire_at)
+        assert job_id is not None
+        return await self.handle_fire(fire_request(job_id, fire_at, verified))
 
-    async def handle_fire(self, job_id: str, fire_at: datetime) -> FireAnswer:
+    async def handle_fire(self, request: FireRequest) -> FireAnswer:
         """Decide a verified, validated fire; `StoreUnavailable` before anything is durable."""
-        key = fire_dedup_key(job_id, fire_at)
-        with log_context(job_id=job_id, fire_at=fire_at.isoformat()):
+        fire_at = request.fire_at
+        with log_context(job_id=request.job_id, fire_at=fire_at.isoformat() if fire_at else None):
             for _ in range(5):
                 try:
-                    decided = await self._decide(job_id, fire_at, key)
+                    decided = await self._decide(request)
                 except DuplicateFire:
                     continue  # a concurrent delivery won: the next round answers a duplicate
-                return await self._settle(decided)
-        raise RuntimeError(f"fire {key} kept conflicting with concurrent admissions")
+                answer = await self._settle(decided)
+                if self.audit is not None and answer.status_code < 300 and decided.audit:
+                    self.audit.note(request.job_id)
+                return answer
+        raise RuntimeError(f"fire {request.job_id} kept conflicting with concurrent admissions")
 
-    async def _decide(self, job_id: str, fire_at: datetime, key: str) -> _Decided:
+    async def _decide(self, request: FireRequest) -> _Decided:
         """One transaction. The job is locked before the fire's key is looked up, so a delivery
         racing another one for the same fire sees its fire and answers a duplicate."""
         async with self.store.transaction() as tx:
             now = self.clock()
+            job_id = request.job_id
             job = await tx.jobs.get(job_id, for_update=True)
-            existing = await tx.fires.get_by_key(key)
-            if existing is not None:
-                pending = await self._ensure_armed(tx, job, now)
-                return _Decided(
-                    job_id,
-                    self._duplicate_answer(existing),
-                    must_arm=pending == NasOp.PROVISION,
-                    push=pending is not None,
-                )
-            if job is None:
-                await tx.outbox.queue(job_id, NasOp.CANCEL, None, now)
-                return _Decided(
-                    job_id, self._ignored(IgnoredReason.UNKNOWN_JOB, job_id, fire_at), push=True
-                )
-            if job.state != JobState.SCHEDULED:
-                reason = IgnoredReason(job.state.value)  # paused or completed
-                return _Decided(job_id, self._ignored(reason, job_id, fire_at))
-            if job.next_run_at != fire_at:
-                # NAS delivered an arm the job no longer has, so NAS may now hold none for it.
-                pending = await self._ensure_armed(tx, job, now)
-                return _Decided(
-                    job_id,
-                    self._ignored(IgnoredReason.STALE, job_id, fire_at),
-                    push=pending is not None,
-                )
-            return await self._admit(tx, job, fire_at, key, now)
+            fire_at = request.fire_at
+            if fire_at is None:
+                resolved = await resolve_fire_at(tx, request, job, now, early=self.early)
+                if isinstance(resolved, Unresolved):
+                    return await self._unresolved(tx, job, job_id, resolved.reason, now)
+                fire_at = resolved
+            key = fire_dedup_key(job_id, fire_at)
+            if request.token_id is not None and request.token_expires_at is not None:
+                bound = await tx.fire_tokens.bind(request.token_id, key, request.token_expires_at)
+                if bound != key and not may_use_bound_token(
+                    request, fire_at, now, early=self.early
+                ):
+                    log.warning("fire token presented again for another fire")
+                    raise Unauthorized("invalid fire token: already used for another fire")
+            with log_context(fire_at=fire_at.isoformat()):
+                return await self._decide_fire(tx, job, job_id, fire_at, key, now)
+
+    async def _decide_fire(
+        self,
+        tx: Tx,
+        job: JobRecord | None,
+        job_id: str,
+        fire_at: datetime,
+        key: str,
+        now: datetime,
+    ) -> _Decided:
+        existing = await tx.fires.get_by_key(key)
+        if existing is not None:
+            pending = await self._ensure_armed(tx, job, now)
+            return _Decided(
+                job_id,
+                self._duplicate_answer(existing),
+                must_arm=pending == NasOp.PROVISION,
+                push=pending is not None,
+                audit=job is not None,
+            )
+        if job is None:
+            await tx.outbox.queue(job_id, NasOp.CANCEL, None, now)
+            return _Decided(
+                job_id, self._ignored(IgnoredReason.UNKNOWN_JOB, job_id, fire_at), push=True
+            )
+        if job.state != JobState.SCHEDULED:
+            reason = IgnoredReason(job.state.value)  # paused or completed
+            return _Decided(job_id, self._ignored(reason, job_id, fire_at))
+        if job.next_run_at != fire_at:
+            # NAS delivered an arm the job no longer has, so NAS may now hold none for it.
+            pending = await self._ensure_armed(tx, job, now)
+            return _Decided(
+                job_id,
+                self._ignored(IgnoredReason.STALE, job_id, fire_at),
+                push=pending is not None,
+                audit=True,
+            )
+        return await self._admit(tx, job, fire_at, key, now)
+
+    async def _unresolved(
+        self, tx: Tx, job: JobRecord | None, job_id: str, reason: IgnoredReason, now: datetime
+    ) -> _Decided:
+        """A fire without `fire_at` that stands for no fire of the job: ignored. When the job's
+        next fire is not due yet, this is most likely a re-delivery of a fire already admitted
+        (its answer lost): make sure, as a duplicate would, that the next arm is held."""
+        if job is None:
+            await tx.outbox.queue(job_id, NasOp.CANCEL, None, now)
+            return _Decided(job_id, self._ignored(reason, job_id, None), push=True)
+        if reason != IgnoredReason.NOT_DUE:
+            return _Decided(job_id, self._ignored(reason, job_id, None))
+        pending = await self._ensure_armed(tx, job, now)
+        return _Decided(
+            job_id,
+            self._ignored(reason, job_id, None),
+            must_arm=pending == NasOp.PROVISION,
+            push=pending is not None,
+            audit=True,
+        )
 
     async def _admit(
         self, tx: Tx, job: JobRecord, fire_at: datetime, key: str, now: datetime
@@ -209,6 +277,7 @@ class FireService:
             push=True,
             run=fire if fire.status == RunStatus.RUNNING else None,
             target=job.target,
+            audit=nxt is not None,
         )
 
     async def _ensure_armed(self, tx: Tx, job: JobRecord | None, now: datetime) -> str | None:
@@ -239,6 +308,11 @@ class FireService:
                 )
         return decided.answer
 
+    async def purge_expired_tokens(self) -> int:
+        """Forget the bindings of fire tokens that no longer verify; returns how many."""
+        async with self.store.transaction() as tx:
+            return await tx.fire_tokens.purge_expired(self.clock())
+
     def _duplicate_answer(self, fire: FireRecord) -> FireAnswer:
         return FireAnswer(
             200,
@@ -250,7 +324,7 @@ class FireService:
             },
         )
 
-    def _ignored(self, reason: str, job_id: str, fire_at: datetime) -> FireAnswer:
+    def _ignored(self, reason: str, job_id: str, fire_at: datetime | None) -> FireAnswer:
         log.info("fire ignored", extra={"reason": reason})
         return FireAnswer(
             200,
@@ -258,7 +332,7 @@ class FireService:
                 "status": FireOutcome.IGNORED,
                 "reason": reason,
                 "job_id": job_id,
-                "fire_at": fire_at.isoformat(),
+                "fire_at": fire_at.isoformat() if fire_at is not None else None,
             },
         )
 

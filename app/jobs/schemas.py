@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from app.domain.records import FireRecord, JobRecord
+from app.domain.records import FireRecord, JobRecord, OutboxRecord
 from app.domain.states import Catchup, JobState, Overlap, RunKind, RunStatus
 from app.runner.targets import Target
 
@@ -83,12 +83,22 @@ class JobOut(BaseModel):
         default=None,
         description="the NAS operation not yet acknowledged for this job (provision | cancel)",
     )
+    nas_error: str | None = Field(
+        default=None,
+        description="why NAS has not acknowledged the pending operation yet: the last failure"
+        " of its push (NAS's answer or the transport's), null before any failure",
+    )
+    nas_parked: bool = Field(
+        default=False,
+        description="NAS refused the pending operation itself (a 4xx other than 401/403): it"
+        " waits for the next reconcile (or a change to the job, or a fire) to be tried again",
+    )
     preview: list[UtcTime] | None = Field(
         default=None, description="with ?preview=N: the next N fires, from next_run_at"
     )
 
     @classmethod
-    def from_record(cls, job: JobRecord, *, nas_pending: str | None = None) -> JobOut:
+    def from_record(cls, job: JobRecord, *, pending: OutboxRecord | None = None) -> JobOut:
         return cls(
             id=job.id,
             name=job.name,
@@ -107,7 +117,9 @@ class JobOut(BaseModel):
             created_at=job.created_at,
             updated_at=job.updated_at,
             completed_at=job.completed_at,
-            nas_pending=nas_pending,
+            nas_pending=pending.op if pending else None,
+            nas_error=pending.last_error if pending else None,
+            nas_parked=pending.parked if pending else False,
         )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from app.clock import Clock
 from app.domain.fires import manual_key, new_fire
 from app.domain.jobs import next_run_after
-from app.domain.records import FireRecord, JobRecord
+from app.domain.records import FireRecord, JobRecord, OutboxRecord
 from app.domain.states import Catchup, JobState, NasOp, RunKind, RunStatus
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.fire.catchup import catch_up
@@ -69,17 +69,17 @@ class JobService:
 
     # -- reads -------------------------------------------------------------------------
 
-    async def get(self, job_id: str) -> tuple[JobRecord, str | None]:
+    async def get(self, job_id: str) -> tuple[JobRecord, OutboxRecord | None]:
+        """The job with its pending NAS operation, if any."""
         async with self.store.transaction() as tx:
             job = await self._require(tx, job_id)
-            op = await tx.outbox.get(job_id)
-        return job, op.op if op else None
+            return job, await tx.outbox.get(job_id)
 
-    async def list_jobs(self) -> list[tuple[JobRecord, str | None]]:
+    async def list_jobs(self) -> list[tuple[JobRecord, OutboxRecord | None]]:
         """Every job with its pending NAS operation, if any."""
         async with self.store.transaction() as tx:
             jobs = await tx.jobs.list_all()
-            pending = {op.job_id: op.op for op in await tx.outbox.list_all()}
+            pending = {op.job_id: op for op in await tx.outbox.list_all()}
         return [(job, pending.get(job.id)) for job in jobs]
 
     async def runs(self, job_id: str, *, limit: int) -> list[FireRecord]:

@@ -19,29 +19,18 @@ from tenacity import (
 
 from app.domain.fires import fire_dedup_key
 from app.headers import parse_retry_after
+from app.nas.credentials import NasCredentials, StaticToken
+from app.nas.errors import (
+    CREDENTIAL_STATUSES,
+    CredentialsRefused,
+    CredentialsUnavailable,
+    NasError,
+    retry_within_call,
+)
+
+__all__ = ["ArmedFire", "ListUnsupported", "NasClient", "NasError", "RetryBudget"]
 
 log = logging.getLogger(__name__)
-
-
-class NasError(Exception):
-    """A NAS call failed. `transient` failures (transport, 5xx, 429) are worth retrying."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        transient: bool,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.transient = transient
-        self.status_code = status_code
-        self.retry_after = retry_after
-
-
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, NasError) and exc.transient
 
 
 @dataclass(frozen=True)
@@ -96,11 +85,19 @@ class NasClient:
     """Hop 1 of the contract. One instance per process, sharing the app's httpx client."""
 
     def __init__(
-        self, http: httpx.AsyncClient, portal_url: str, token: str, *, budget: RetryBudget
+        self,
+        http: httpx.AsyncClient,
+        portal_url: str,
+        credentials: NasCredentials | str,
+        *,
+        budget: RetryBudget,
     ) -> None:
+        """`credentials` supply the bearer token of each call (a string: a fixed token)."""
         self._http = http
         self._base = portal_url.rstrip("/")
-        self._token = token
+        self._credentials = (
+            StaticToken(credentials) if isinstance(credentials, str) else credentials
+        )
         self.budget = budget
 
     async def provision(
@@ -174,7 +171,7 @@ class NasClient:
     ) -> dict[str, Any]:
         budget = budget or self.budget
         retrying = AsyncRetrying(
-            retry=retry_if_exception(is_transient),
+            retry=retry_if_exception(retry_within_call),
             # stop_before_delay counts the coming wait: a Retry-After past the budget ends
             # the call at once instead of sleeping through the budget first.
             stop=stop_after_attempt(budget.attempts) | stop_before_delay(budget.max_seconds),
@@ -190,37 +187,91 @@ class NasClient:
     async def _once(
         self, method: str, path: str, *, gone_is_done: bool, **kwargs: Any
     ) -> dict[str, Any]:
-        """One call; the answer's JSON object, or {} for a 2xx without one."""
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
-        try:
-            response = await self._http.request(
-                method, self._base + path, headers=headers, **kwargs
+        """One call; the answer's JSON object, or {} for a 2xx without one.
+
+        A 401 or 403 refreshes the credentials and sends the call once more at once (a token
+        that was only just rotated at NAS may be the same one, yet accepted now); refused
+        again, it is `CredentialsRefused`.
+        """
+        token = await self._credentials.token()
+        response = await self._request(method, path, token, **kwargs)
+        if response.status_code in CREDENTIAL_STATUSES:
+            response, token = await self._with_refreshed_token(
+                response, method, path, token, kwargs
             )
+        return _answer(response, method, path, token, gone_is_done=gone_is_done)
+
+    async def _request(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        try:
+            return await self._http.request(method, self._base + path, headers=headers, **kwargs)
         except httpx.RequestError as exc:  # transport, protocol and decoding failures
             raise NasError(f"{method} {path}: {exc.__class__.__name__}", transient=True) from exc
-        status = response.status_code
-        if status == 429 or (status >= 500 and status != 501):  # 501: not implemented, ever
-            raise NasError(
-                f"{method} {path}: HTTP {status}",
-                transient=True,
-                status_code=status,
-                retry_after=parse_retry_after(
-                    response.headers.get("Retry-After"), datetime.now(UTC)
-                ),
-            )
-        if gone_is_done and status in (404, 410):
-            return {}
-        if status >= 400:
-            raise NasError(
-                f"{method} {path}: HTTP {status}: {_error_detail(response)}",
-                transient=False,
-                status_code=status,
-            )
+
+    async def _with_refreshed_token(
+        self,
+        refused: httpx.Response,
+        method: str,
+        path: str,
+        token: str,
+        kwargs: dict[str, Any],
+    ) -> tuple[httpx.Response, str]:
+        status = refused.status_code
+        head = f"{method} {path}: NAS refused the agent's credentials (HTTP {status})"
         try:
-            data = response.json() if response.content.strip() else {}
-        except ValueError:
-            data = {}  # a 2xx is the answer that counts; its body is only a bonus
-        return data if isinstance(data, dict) else {}
+            fresh = await self._credentials.refresh(token)
+        except CredentialsUnavailable as exc:
+            raise CredentialsRefused(
+                f"{head}; refreshing them failed: {exc}", status_code=status
+            ) from exc
+        log.info(
+            "NAS refused the agent's credentials; retrying once with refreshed ones",
+            extra={"status": status, "token_changed": fresh != token},
+        )
+        response = await self._request(method, path, fresh, **kwargs)
+        if response.status_code in CREDENTIAL_STATUSES:
+            detail = _redacted(_error_detail(response), token, fresh)
+            raise CredentialsRefused(
+                f"{method} {path}: NAS refused the agent's credentials"
+                f" (HTTP {response.status_code}) after a refresh: {detail}",
+                status_code=response.status_code,
+            )
+        return response, fresh
+
+
+def _answer(
+    response: httpx.Response, method: str, path: str, token: str, *, gone_is_done: bool
+) -> dict[str, Any]:
+    """NAS's answer read, or the failure it stands for raised."""
+    status = response.status_code
+    if status == 429 or (status >= 500 and status != 501):  # 501: not implemented, ever
+        raise NasError(
+            f"{method} {path}: HTTP {status}",
+            transient=True,
+            status_code=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC)),
+        )
+    if gone_is_done and status in (404, 410):
+        return {}
+    if status >= 400:
+        raise NasError(
+            f"{method} {path}: HTTP {status}: {_redacted(_error_detail(response), token)}",
+            transient=False,
+            status_code=status,
+        )
+    try:
+        data = response.json() if response.content.strip() else {}
+    except ValueError:
+        data = {}  # a 2xx is the answer that counts; its body is only a bonus
+    return data if isinstance(data, dict) else {}
+
+
+def _redacted(text: str, *tokens: str) -> str:
+    """`text` with the agent's tokens masked, should NAS echo one back."""
+    for token in tokens:
+        if token:
+            text = text.replace(token, "[redacted]")
+    return text
 
 
 def _error_detail(response: httpx.Response) -> str:

@@ -11,7 +11,8 @@ from app.clock import Clock
 from app.domain.records import OutboxRecord
 from app.domain.states import JobState, NasOp
 from app.logs import log_context
-from app.nas.client import NasClient, NasError, RetryBudget
+from app.nas.client import NasClient, RetryBudget
+from app.nas.errors import CredentialsRefused, NasError, refused_for_good
 from app.store import Store, Tx
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,9 @@ class OutboxPusher:
     """Sends each job's pending operation (provision or cancel) to NAS.
 
     An operation leaves the outbox only when NAS acknowledged it and no newer one replaced
-    it meanwhile; failures stay queued, counted, and are retried later.
+    it meanwhile; failures stay queued, counted, and are retried later: transient ones and
+    refused credentials by the maintenance drain with backoff, operations NAS refused for good
+    (parked) by the next reconcile or an explicit push of their job.
     """
 
     def __init__(self, store: Store, nas: NasClient, callback_url: str, clock: Clock) -> None:
@@ -47,8 +50,9 @@ class OutboxPusher:
     async def push_job(
         self, job_id: str, *, budget: RetryBudget | None = None, within: float | None = None
     ) -> bool:
-        """Push the job's pending operation; True when NAS holds what the job needs (its next
-        fire acknowledged, or nothing for a job that has none) and nothing is left pending.
+        """Push the job's pending operation, parked or not; True when NAS holds what the job
+        needs (its next fire acknowledged, or nothing for a job that has none) and nothing is
+        left pending.
 
         `within` bounds the whole push in seconds, waiting for the job's lock and NAS's answers
         included (a NAS that accepts connections but never answers); past it, the operation
@@ -97,16 +101,22 @@ class OutboxPusher:
     async def push_all(
         self, *, concurrency: int, budget: RetryBudget | None = None, backoff: bool = False
     ) -> int:
-        """Push every pending operation, `concurrency` at a time; returns how many remain.
+        """Push every pending operation, `concurrency` at a time; returns how many of those
+        pushed remain (NAS did not acknowledge them).
 
-        With `backoff`, an operation that failed n times waits 2^n seconds (at most 10 min)
-        after its last failure, so a permanently refused one does not hammer NAS.
+        With `backoff` (the maintenance drain), an operation that failed n times waits 2^n
+        seconds (at most 10 min) after its last failure, and parked operations (refused by NAS
+        for good) are left for the next reconcile, which pushes without `backoff`.
         """
         async with self.store.transaction() as tx:
             ops = await tx.outbox.list_all()
         if backoff:
             now = self.clock()
-            ops = [op for op in ops if now >= op.updated_at + _retry_delay(op.attempts)]
+            ops = [
+                op
+                for op in ops
+                if not op.parked and now >= op.updated_at + _retry_delay(op.attempts)
+            ]
         if not ops:
             return 0
         gate = asyncio.Semaphore(concurrency)
@@ -126,15 +136,30 @@ class OutboxPusher:
             else:
                 await self.nas.cancel(op.job_id, budget=budget)
         except NasError as exc:
+            park = refused_for_good(exc)
             log.warning(
-                "NAS operation failed; kept in the outbox",
-                extra={"op": op.op, "error": str(exc), "attempts": op.attempts + 1},
+                _failure_event(exc, park),
+                extra={
+                    "job_id": op.job_id,
+                    "op": op.op,
+                    "status": exc.status_code,
+                    "error": str(exc),
+                    "attempts": op.attempts + 1,
+                },
             )
             async with self.store.transaction() as tx:
-                await tx.outbox.note_failure(op.job_id, op.op_id, str(exc), self.clock())
+                await tx.outbox.note_failure(op.job_id, op.op_id, str(exc), self.clock(), park=park)
             return False
         log.info(
             "NAS operation acknowledged",
             extra={"op": op.op, "arm_at": op.fire_at.isoformat() if op.fire_at else None},
         )
         return True
+
+
+def _failure_event(exc: NasError, parked: bool) -> str:
+    if parked:
+        return "NAS refused the operation; parked in the outbox until the next reconcile"
+    if isinstance(exc, CredentialsRefused):
+        return "NAS refused the agent's credentials; kept in the outbox, retried with backoff"
+    return "NAS operation failed; kept in the outbox, retried with backoff"

@@ -136,6 +136,8 @@ class Reconciler:
             async with self.store.transaction() as tx:
                 for job_id, fire_at in seen_armed.items():
                     await tx.jobs.record_nas_arm(job_id, fire_at)
+        # Without backoff: every pending operation, parked ones included (NAS refused them
+        # for good; the maintenance drain leaves them to this retry).
         report.pending = await self.pusher.push_all(concurrency=self.concurrency)
         log.info("reconcile finished", extra=report.as_dict())
         return report

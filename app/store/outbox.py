@@ -24,8 +24,8 @@ class OutboxRepository:
     async def queue(
         self, job_id: str, op: NasOp, fire_at: datetime | None, now: datetime
     ) -> OutboxRecord:
-        """Make `op` the job's pending NAS operation, replacing any older one, under a new
-        identity."""
+        """Make `op` the job's pending NAS operation, replacing any older one (parked or not),
+        under a new identity."""
         op_id = uuid.uuid4().hex
         values = {
             "job_id": job_id,
@@ -36,6 +36,7 @@ class OutboxRepository:
             "last_error": None,
             "created_at": now,
             "updated_at": now,
+            "parked_at": None,
         }
         upsert = pg_insert(outbox) if self.dialect == "postgresql" else sqlite_insert(outbox)
         stmt = upsert.values(**values).on_conflict_do_update(
@@ -47,6 +48,7 @@ class OutboxRepository:
                 "attempts": 0,
                 "last_error": None,
                 "updated_at": now,
+                "parked_at": None,
             },
         )
         await self.conn.execute(stmt)
@@ -71,9 +73,18 @@ class OutboxRepository:
         )
         return result.rowcount == 1
 
-    async def note_failure(self, job_id: str, op_id: str, error: str, now: datetime) -> None:
+    async def note_failure(
+        self, job_id: str, op_id: str, error: str, now: datetime, *, park: bool = False
+    ) -> None:
+        """Count a failed push of this very operation; `park` it when NAS refused it for good,
+        else (un-parked) it waits for the backoff."""
         await self.conn.execute(
             update(outbox)
             .where(outbox.c.job_id == job_id, outbox.c.op_id == op_id)
-            .values(attempts=outbox.c.attempts + 1, last_error=error[:500], updated_at=now)
+            .values(
+                attempts=outbox.c.attempts + 1,
+                last_error=error[:500],
+                updated_at=now,
+                parked_at=now if park else None,
+            )
         )

@@ -68,4 +68,5 @@ def outbox_from_row(row: Any) -> OutboxRecord:
         last_error=m["last_error"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        parked_at=m["parked_at"],
     )

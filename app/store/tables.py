@@ -113,6 +113,17 @@ fires = Table(
     Index("ix_fires_status_lease", "status", "lease_expires_at"),
 )
 
+# Each fire token presented, bound to the fire (`job_id:fire_at` key) it was first presented
+# with, so it admits no other; kept until the token stops verifying (migration 0006).
+fire_tokens = Table(
+    "fire_tokens",
+    metadata,
+    Column("token_id", String(200), primary_key=True),  # `app.auth.fire_token_id`
+    Column("dedup_key", String(300), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_fire_tokens_expires_at", "expires_at"),
+)
+
 # NAS operations not yet acknowledged: at most one per job, the latest wins (NAS upserts
 # by job too). `op_id` is new for every operation queued, and never repeats, so an
 # acknowledgement or a failure only ever touches the very operation that was pushed.
@@ -127,4 +138,7 @@ outbox = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # When NAS refused the operation for good (a 4xx other than 401/403); None: not parked,
+    # retried with backoff (migration 0005).
+    Column("parked_at", UTCDateTime, nullable=True),
 )

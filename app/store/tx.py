@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store.fire_tokens import FireTokenRepository
 from app.store.fires import FireRepository
 from app.store.jobs import JobRepository
 from app.store.outbox import OutboxRepository
 
 
 class Tx:
-    """`tx.jobs`, `tx.fires` and `tx.outbox` share the transaction: what they write
-    commits or rolls back together."""
+    """`tx.jobs`, `tx.fires`, `tx.fire_tokens` and `tx.outbox` share the transaction: what
+    they write commits or rolls back together."""
 
     def __init__(self, conn: AsyncConnection, dialect: str) -> None:
         self.conn = conn
         self.dialect = dialect
         self.jobs = JobRepository(conn, dialect)
         self.fires = FireRepository(conn)
+        self.fire_tokens = FireTokenRepository(conn, dialect)
         self.outbox = OutboxRepository(conn, dialect)

@@ -75,7 +75,7 @@ async def rejection(verifier: FireTokenVerifier, token: str, **binding: object) 
 async def test_valid_token_is_accepted(verifier: FireTokenVerifier, key: SigningKey) -> None:
     token = key.mint(claims(job_id="job-1"))
 
-    verified = await verifier.verify(token, job_id="job-1")
+    verified = (await verifier.verify(token, job_id="job-1")).claims
 
     assert verified["purpose"] == "cron_fire"
     assert verified["aud"] == AUDIENCE
@@ -85,7 +85,7 @@ async def test_valid_token_is_accepted(verifier: FireTokenVerifier, key: Signing
 async def test_unbound_token_is_accepted_for_any_fire(verifier: FireTokenVerifier) -> None:
     token = RSA.mint(claims())
 
-    verified = await verifier.verify(token, job_id="job-1", fire_at=FIRE_AT)
+    verified = (await verifier.verify(token, job_id="job-1", fire_at=FIRE_AT)).claims
 
     assert "job_id" not in verified
     assert "fire_at" not in verified
@@ -97,7 +97,7 @@ async def test_token_without_kid_is_accepted_when_the_jwks_has_one_key(
     endpoint.publish(EC)
     token = EC.mint(claims(), headers={"kid": None})
 
-    assert (await verifier.verify(token))["iss"] == ISSUER
+    assert (await verifier.verify(token)).claims["iss"] == ISSUER
 
 
 async def test_token_without_kid_is_refused_when_the_jwks_has_several_keys(
@@ -148,7 +148,7 @@ async def test_token_missing_a_required_claim_is_refused(
 async def test_iat_and_nbf_are_optional(verifier: FireTokenVerifier, claim: str) -> None:
     token = RSA.mint(claims(**{claim: None}))
 
-    assert (await verifier.verify(token))["purpose"] == "cron_fire"
+    assert (await verifier.verify(token)).claims["purpose"] == "cron_fire"
 
 
 # --- time claims and leeway -----------------------------------------------------------
@@ -163,7 +163,7 @@ async def test_token_expired_beyond_leeway_is_refused(verifier: FireTokenVerifie
 async def test_token_expired_within_leeway_is_accepted(verifier: FireTokenVerifier) -> None:
     token = RSA.mint(claims(now=time.time() - 100, ttl=90))  # expired 10 s ago
 
-    assert (await verifier.verify(token))["purpose"] == "cron_fire"
+    assert (await verifier.verify(token)).claims["purpose"] == "cron_fire"
 
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
@@ -172,7 +172,7 @@ async def test_future_nbf_or_iat_within_leeway_is_accepted(
 ) -> None:
     token = RSA.mint(claims(**{claim: int(time.time()) + 20}))
 
-    assert (await verifier.verify(token))[claim] > time.time()
+    assert (await verifier.verify(token)).claims[claim] > time.time()
 
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
@@ -258,7 +258,7 @@ async def test_unreachable_jwks_is_a_distinct_transient_refusal(
 
     endpoint.failure = None
     clock.advance(5)
-    assert (await verifier.verify(token))["purpose"] == "cron_fire"
+    assert (await verifier.verify(token)).claims["purpose"] == "cron_fire"
     assert endpoint.requests == 2
 
 
@@ -281,7 +281,7 @@ async def test_rotated_key_is_picked_up_through_the_verifier(
 
     assert await rejection(verifier, token) == "unknown signing key"  # rate limited
     clock.advance(30)
-    assert (await verifier.verify(token))["purpose"] == "cron_fire"
+    assert (await verifier.verify(token)).claims["purpose"] == "cron_fire"
     assert endpoint.requests == 2
 
 
@@ -293,7 +293,7 @@ async def test_job_id_claim_must_match_the_fire(verifier: FireTokenVerifier) -> 
 
     assert await rejection(verifier, token, job_id="job-2") == "job_id mismatch"
     assert await rejection(verifier, token) == "job_id mismatch"
-    assert (await verifier.verify(token, job_id="job-1"))["job_id"] == "job-1"
+    assert (await verifier.verify(token, job_id="job-1")).claims["job_id"] == "job-1"
 
 
 @pytest.mark.parametrize(
@@ -310,7 +310,7 @@ async def test_fire_at_claim_matching_as_an_instant_is_accepted(
 ) -> None:
     token = RSA.mint(claims(fire_at=claimed))
 
-    assert (await verifier.verify(token, fire_at=argument))["fire_at"] == claimed
+    assert (await verifier.verify(token, fire_at=argument)).claims["fire_at"] == claimed
 
 
 async def test_fire_at_claim_for_another_instant_is_refused(
@@ -380,7 +380,7 @@ async def test_an_rsa_key_without_alg_verifies_every_rsa_algorithm(
     endpoint.document = without_alg(RSA, EC)
     token = RSA.mint(claims(), algorithm=algorithm)
 
-    assert (await verifier.verify(token))["purpose"] == "cron_fire"
+    assert (await verifier.verify(token)).claims["purpose"] == "cron_fire"
 
 
 async def test_an_ec_key_without_alg_verifies_its_curves_algorithm_only(
@@ -388,7 +388,7 @@ async def test_an_ec_key_without_alg_verifies_its_curves_algorithm_only(
 ) -> None:
     endpoint.document = without_alg(RSA, EC)
 
-    assert (await verifier.verify(EC.mint(claims())))["purpose"] == "cron_fire"
+    assert (await verifier.verify(EC.mint(claims()))).claims["purpose"] == "cron_fire"
     assert await rejection(verifier, RSA.mint(claims(), headers={"kid": "ec-1"})) == (
         "algorithm does not match signing key"
     )
@@ -401,6 +401,6 @@ async def test_the_issuer_with_or_without_a_trailing_slash_is_the_same(
 ) -> None:
     token = RSA.mint(fire_claims(AUDIENCE, ISSUER + "/"))
 
-    assert (await verifier.verify(token))["iss"] == ISSUER + "/"
+    assert (await verifier.verify(token)).claims["iss"] == ISSUER + "/"
     other = RSA.mint(fire_claims(AUDIENCE, ISSUER + "/other"))
     assert await rejection(verifier, other) == "wrong issuer"

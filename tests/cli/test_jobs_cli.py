@@ -223,3 +223,16 @@ def test_the_jobs_table_is_readable_at_80_columns(dev: DevAgent) -> None:
     assert "nightly-backup" in result.stdout
     assert "every 1h" in result.stdout
     assert "scheduled" in result.stdout
+
+
+def test_dev_picks_up_an_agent_token_the_emulator_rotated(dev: DevAgent) -> None:
+    token_file = dev.cwd / "dev" / "nas-token"
+    old = token_file.read_text().strip()
+    rotated = httpx.post(f"{dev.nas_url}/_emulator/agent-tokens", json={"revoke_others": True})
+    assert rotated.status_code in (200, 201), rotated.text
+    new = rotated.json()["token"]
+    assert new != old and token_file.read_text().strip() == new
+    # The agent reads the rewritten file on its next NAS call: no restart.
+    job = add(dev, "cli-after-rotation")
+    assert job["nas_pending"] is None
+    assert nas_armed(dev)[job["id"]] == job["next_run_at"]

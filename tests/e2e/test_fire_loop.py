@@ -9,116 +9,22 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
 import pytest
 
-from tests.support.keys import nas_signing_key, write_private_key
-from tests.support.processes import base_env, chronos_process
-from tests.support.servers import free_port
+from tests.support.deployment import APPEND_LINE, Deployment, deployment, eventually
 
 pytestmark = pytest.mark.e2e
 
-NAS_TOKEN = "e2e-nas-token-0123456789"
-ADMIN_TOKEN = "e2e-admin-token-0123456789"
-APPEND_LINE = "import os, sys; open(sys.argv[1], 'a').write(os.environ['CHRONOS_FIRE_AT'] + '\\n')"
 
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
-@dataclass
-class Deployment:
-    tmp_path: Path
-    database_url: str
-    nas_url: str
-    agent_port: int
-    stack: ExitStack
-
-    @property
-    def agent_url(self) -> str:
-        return f"http://127.0.0.1:{self.agent_port}"
-
-    def start_agent(self) -> Any:
-        env = base_env(
-            CHRONOS_ENV="dev",
-            CHRONOS_DATABASE_URL=self.database_url,
-            CHRONOS_HOST="127.0.0.1",
-            CHRONOS_PORT=str(self.agent_port),
-            CHRONOS_PORTAL_URL=self.nas_url,
-            CHRONOS_CALLBACK_URL=self.agent_url,
-            CHRONOS_EXPECTED_AUDIENCE="agent:e2e",
-            CHRONOS_NAS_JWKS_URL=f"{self.nas_url}/.well-known/jwks.json",
-            CHRONOS_NAS_TOKEN=NAS_TOKEN,
-            CHRONOS_ADMIN_TOKEN=ADMIN_TOKEN,
-        )
-        return chronos_process(
-            ["serve"],
-            env=env,
-            cwd=self.tmp_path,
-            log=self.tmp_path / "agent.log",
-            ready_url=f"{self.agent_url}/readyz",
-        )
-
-    def admin(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.agent_url,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            timeout=10,
-        )
-
-    def nas(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.nas_url, headers={"Authorization": f"Bearer {NAS_TOKEN}"}, timeout=10
-        )
-
-    def armed(self) -> dict[str, str]:
-        with self.nas() as nas:
-            return {
-                a["job_id"]: a["fire_at"] for a in nas.get("/api/agent-cron/list").json()["armed"]
-            }
-
-
-@pytest.fixture
-def deployment(tmp_path: Path, database_url: str) -> Iterator[Deployment]:
-    nas_port = free_port()
-    nas_url = f"http://127.0.0.1:{nas_port}"
-    env = base_env(
-        NAS_EMULATOR_PUBLIC_URL=nas_url,
-        NAS_EMULATOR_AGENT_TOKEN=NAS_TOKEN,
-        NAS_EMULATOR_INSTANCE_ID="e2e",
-        # The session's NAS key, so the emulator loads a key instead of generating one.
-        NAS_EMULATOR_KEY_FILE=str(write_private_key(nas_signing_key(), tmp_path / "nas-key.pem")),
-        NAS_EMULATOR_REDELIVERY_INITIAL_SECONDS="0.5",
-        NAS_EMULATOR_REDELIVERY_MAX_SECONDS="2",
-    )
-    with ExitStack() as stack:
-        stack.enter_context(
-            chronos_process(
-                ["nas-emulator", "--port", str(nas_port)],
-                env=env,
-                cwd=tmp_path,
-                log=tmp_path / "nas.log",
-                ready_url=f"{nas_url}/healthz",
-            )
-        )
-        yield Deployment(tmp_path, database_url, nas_url, free_port(), stack)
+@pytest.fixture(name="deployment")
+def running_deployment(tmp_path: Path, database_url: str) -> Iterator[Deployment]:
+    with deployment(tmp_path, database_url) as running:
+        yield running
 
 
 def test_every_fire_runs_once_and_is_followed_by_the_next_arm(deployment: Deployment) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support.agent import Agent
+from tests.support.agent import NAS_TOKEN, Agent, RunningNas, run_agent
 from tests.support.keys import SigningKey
 
 pytestmark = pytest.mark.asyncio
@@ -114,7 +114,6 @@ async def test_token_bound_to_this_fire_is_accepted(agent: Agent, tmp_path: Path
         (b"[1, 2]", "body"),
         (b'{"fire_at": "2026-11-26T12:00:00+00:00"}', "job_id"),
         (b'{"job_id": "", "fire_at": "2026-11-26T12:00:00+00:00"}', "job_id"),
-        (b'{"job_id": "abc"}', "fire_at"),
         (b'{"job_id": "abc", "fire_at": "yesterday"}', "fire_at"),
         (b'{"job_id": "abc", "fire_at": "2026-11-26T12:00:00"}', "fire_at"),
         (b'{"job_id": "abc", "fire_at": 1764158400}', "fire_at"),
@@ -341,13 +340,32 @@ async def test_arm_failure_is_503_the_job_runs_once_and_redelivery_retries_the_a
     assert lines(tmp_path / "runs.txt") == [job["next_run_at"]]
 
 
-async def test_nas_rejecting_the_token_is_not_retried(agent: Agent, tmp_path: Path) -> None:
-    job = await hourly_job(agent, tmp_path)
-    agent.services.nas._token = "revoked"
-    calls_before = len(agent.faults.calls)
-    response = await agent.fire(job["id"], job["next_run_at"])
-    assert response.status_code == 503
-    assert len(agent.faults.calls) == calls_before + 1  # a 401 from NAS is permanent: one call
+async def test_nas_refusing_the_token_refreshes_it_once_then_keeps_the_arm_queued(
+    database_url: str, nas: RunningNas, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "nas-token"
+    token_file.write_text(NAS_TOKEN)
+    async with run_agent(
+        database_url, nas, nas_token=None, nas_token_file=str(token_file)
+    ) as agent:
+        job = await hourly_job(agent, tmp_path)
+        token_file.write_text("revoked")  # rotated to a token NAS does not know
+        calls_before = len(agent.faults.calls)
+        response = await agent.fire(job["id"], job["next_run_at"])
+        assert response.status_code == 503
+        # Refused, refreshed (the file re-read), sent once more, refused again: no more calls.
+        assert len(agent.faults.calls) == calls_before + 2
+        shown = await agent.job(job["id"])
+        assert shown["nas_pending"] == "provision"
+        assert "credentials" in shown["nas_error"]
+        assert "revoked" not in shown["nas_error"]
+
+        token_file.write_text(NAS_TOKEN)  # the sidecar puts a good token back
+        again = await agent.fire(job["id"], job["next_run_at"])
+        assert again.status_code == 200
+        assert again.json()["status"] == "duplicate"
+        assert (await agent.nas.armed())[job["id"]] == shown["next_run_at"]
+        await agent.idle()
 
 
 async def test_store_unavailable_is_503_and_admits_nothing(agent: Agent, tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +19,7 @@ import pytest_asyncio
 
 from app.domain.records import OutboxRecord
 from app.domain.states import NasOp
-from app.nas import NasClient, RetryBudget
+from app.nas import FileToken, NasClient, RetryBudget
 from app.outbox import OutboxPusher
 from app.store import Store
 from tests.support import ManualUtcClock
@@ -329,3 +331,205 @@ async def test_a_late_ack_of_an_old_arm_does_not_hide_the_new_one(pushing: Pushi
     ]
     assert await pushing.pending("job-a") is None
     assert await nas_armed_at(pushing.store, "job-a") == later
+
+
+# -- refusals: credentials (kept on backoff) and the operation itself (parked) -------------
+
+OLD_TOKEN, NEW_TOKEN = "old-nas-token-0001", "new-nas-token-0002"
+
+
+@pytest_asyncio.fixture
+async def rotating(store: Store, tmp_path: Path) -> AsyncIterator[tuple[Pushing, Path]]:
+    """A pusher whose NAS client reads its token from a real file (`OLD_TOKEN` at first)."""
+    token_file = tmp_path / "nas-token"
+    token_file.write_text(OLD_TOKEN + "\n")
+    nas = ScriptedNas()
+    clock = ManualUtcClock(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(nas)) as http:
+        client = NasClient(http, PORTAL, FileToken(token_file), budget=ONE_TRY)
+        yield Pushing(OutboxPusher(store, client, CALLBACK, clock), store, nas, clock), token_file
+
+
+def accepting(*tokens: str, refusal: int = 401) -> Callable[[httpx.Request], httpx.Response]:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.headers["Authorization"].removeprefix("Bearer ") in tokens:
+            return httpx.Response(200, json={"schedule_id": "sch-1"})
+        return httpx.Response(refusal, json={"error": "unauthorized", "detail": "unknown token"})
+
+    return answer
+
+
+def answering(status: int, detail: str) -> Answer:
+    async def answer(_path: str, _body: dict[str, Any]) -> httpx.Response:
+        return httpx.Response(status, json={"error": "invalid_request", "detail": detail})
+
+    return answer
+
+
+def no_token_logged(caplog: pytest.LogCaptureFixture) -> bool:
+    logged = " ".join(f"{r.getMessage()} {r.__dict__!r}" for r in caplog.records)
+    return OLD_TOKEN not in logged and NEW_TOKEN not in logged
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_credentials_refused_after_a_refresh_stay_queued_on_backoff(
+    rotating: tuple[Pushing, Path], status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    pushing, _token_file = rotating
+    pushing.nas.answer = answering(status, "unknown agent token")
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+
+    with caplog.at_level(logging.INFO):
+        assert await pushing.pusher.push_job("job-a") is False
+
+    kept = await pushing.pending("job-a")
+    assert kept is not None
+    assert kept.attempts == 1 and not kept.parked
+    assert kept.last_error is not None
+    assert kept.last_error == (
+        f"POST /api/agent-cron/provision: NAS refused the agent's credentials (HTTP {status})"
+        " after a refresh: unknown agent token"
+    )
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "refused the agent's credentials" in warning.getMessage()
+    assert "retried with backoff" in warning.getMessage()
+    fields = warning.__dict__
+    assert (fields["job_id"], fields["op"], fields["status"]) == ("job-a", "provision", status)
+    assert no_token_logged(caplog)
+    assert len(pushing.nas.calls) == 2  # refreshed (the same token) and sent once more
+
+    # The maintenance drain retries it on its backoff; NAS has learnt the new token by then.
+    pushing.nas.answer = ok
+    pushing.clock.advance(1)
+    await pushing.pusher.push_all(concurrency=1, backoff=True)
+    assert len(pushing.nas.calls) == 2  # held back: failed 1 s ago, backoff 2 s
+    pushing.clock.advance(1)
+    assert await pushing.pusher.push_all(concurrency=1, backoff=True) == 0
+    assert len(pushing.nas.calls) == 3
+    assert await pushing.pending("job-a") is None
+
+
+async def test_a_token_rotated_while_nas_refuses_the_old_one_is_sent_at_once(
+    rotating: tuple[Pushing, Path],
+) -> None:
+    pushing, token_file = rotating
+    sent: list[str] = []
+
+    def nas(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["Authorization"])
+        if len(sent) == 1:
+            token_file.write_text(NEW_TOKEN + "\n")  # the sidecar rotates it meanwhile
+        return accepting(NEW_TOKEN)(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(nas)) as http:
+        pushing.pusher.nas = NasClient(http, PORTAL, FileToken(token_file), budget=ONE_TRY)
+        await pushing.queue("job-a", NasOp.CANCEL)
+        assert await pushing.pusher.push_job("job-a") is True
+
+    assert sent == [f"Bearer {OLD_TOKEN}", f"Bearer {NEW_TOKEN}"]
+    assert await pushing.pending("job-a") is None
+
+
+async def test_unreadable_credentials_keep_the_operation_on_backoff(
+    rotating: tuple[Pushing, Path],
+) -> None:
+    pushing, token_file = rotating
+    token_file.unlink()
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+
+    assert await pushing.pusher.push_job("job-a") is False
+
+    kept = await pushing.pending("job-a")
+    assert kept is not None and not kept.parked and kept.attempts == 1
+    assert kept.last_error is not None
+    assert kept.last_error.startswith("CHRONOS_NAS_TOKEN_FILE: cannot read")
+    assert pushing.nas.calls == []
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
+async def test_an_operation_nas_refuses_is_parked_for_the_next_reconcile(
+    pushing: Pushing, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    pushing.nas.answer = answering(status, "fire_at: bad fire_at")
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+
+    with caplog.at_level(logging.WARNING):
+        assert await pushing.pusher.push_job("job-a") is False
+
+    parked = await pushing.pending("job-a")
+    assert parked is not None
+    assert parked.parked and parked.parked_at == T0
+    assert parked.attempts == 1
+    assert parked.last_error == (
+        f"POST /api/agent-cron/provision: HTTP {status}: fire_at: bad fire_at"
+    )
+    [warning] = caplog.records
+    assert "parked" in warning.getMessage() and warning.__dict__["status"] == status
+
+    # The maintenance drain leaves it alone, however long it waits...
+    pushing.clock.advance(3600)
+    assert await pushing.pusher.push_all(concurrency=1, backoff=True) == 0
+    assert len(pushing.nas.calls) == 1
+
+    # ...and a reconcile's drain (no backoff) tries it again.
+    pushing.nas.answer = ok
+    assert await pushing.pusher.push_all(concurrency=1) == 0
+    assert len(pushing.nas.calls) == 2
+    assert await pushing.pending("job-a") is None
+
+
+async def test_a_parked_operation_refused_again_stays_parked(pushing: Pushing) -> None:
+    pushing.nas.answer = answering(422, "fire_at: bad fire_at")
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+    assert await pushing.pusher.push_job("job-a") is False
+    pushing.clock.advance(600)
+
+    assert await pushing.pusher.push_all(concurrency=1) == 1
+
+    parked = await pushing.pending("job-a")
+    assert parked is not None and parked.parked_at == pushing.clock()
+    assert parked.attempts == 2
+
+
+async def test_a_parked_operation_that_fails_for_a_passing_reason_goes_back_on_backoff(
+    pushing: Pushing,
+) -> None:
+    pushing.nas.answer = answering(422, "fire_at: bad fire_at")
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+    assert await pushing.pusher.push_job("job-a") is False
+
+    pushing.nas.answer = unavailable
+    assert await pushing.pusher.push_all(concurrency=1) == 1
+
+    kept = await pushing.pending("job-a")
+    assert kept is not None and not kept.parked and kept.attempts == 2
+    pushing.nas.answer = ok
+    pushing.clock.advance(4)  # 2^2 s
+    assert await pushing.pusher.push_all(concurrency=1, backoff=True) == 0
+    assert await pushing.pending("job-a") is None
+
+
+async def test_an_explicit_push_of_the_job_tries_its_parked_operation(pushing: Pushing) -> None:
+    """A fire re-delivered by NAS, or an admin change, pushes the job whatever its state."""
+    pushing.nas.answer = answering(409, "conflict")
+    await pushing.queue("job-a", NasOp.CANCEL)
+    assert await pushing.pusher.push_job("job-a") is False
+
+    pushing.nas.answer = ok
+    assert await pushing.pusher.push_job("job-a") is True
+    assert pushing.nas.calls == [("cancel", "job-a")] * 2
+
+
+async def test_a_newer_operation_clears_the_parking(pushing: Pushing) -> None:
+    pushing.nas.answer = answering(422, "fire_at: bad fire_at")
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT)
+    assert await pushing.pusher.push_job("job-a") is False
+
+    await pushing.queue("job-a", NasOp.PROVISION, FIRE_AT.replace(hour=14))
+
+    fresh = await pushing.pending("job-a")
+    assert fresh is not None
+    assert (fresh.parked_at, fresh.attempts, fresh.last_error) == (None, 0, None)
+    pushing.nas.answer = ok
+    assert await pushing.pusher.push_all(concurrency=1, backoff=True) == 0
+    assert pushing.nas.bodies[-1]["fire_at"] == "2030-01-01T14:00:00+00:00"

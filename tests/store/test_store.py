@@ -165,6 +165,31 @@ async def test_outbox_failure_is_counted(store: Store) -> None:
         await tx.outbox.note_failure("job1", op.op_id, "HTTP 503", T0)
         again = await tx.outbox.get("job1")
     assert again is not None and again.attempts == 2 and again.last_error == "HTTP 503"
+    assert again.parked_at is None
+
+
+async def test_an_outbox_failure_parks_only_when_asked_and_a_new_operation_unparks(
+    store: Store,
+) -> None:
+    later = T0 + timedelta(seconds=30)
+    async with store.transaction() as tx:
+        op = await tx.outbox.queue("job1", NasOp.PROVISION, T0, T0)
+        await tx.outbox.note_failure("job1", op.op_id, "HTTP 422: bad fire_at", later, park=True)
+        parked = await tx.outbox.get("job1")
+        await tx.outbox.note_failure("job1", op.op_id, "HTTP 503", later, park=False)
+        unparked = await tx.outbox.get("job1")
+        await tx.outbox.note_failure("job1", op.op_id, "HTTP 422: bad fire_at", later, park=True)
+        await tx.outbox.queue("job1", NasOp.CANCEL, None, later)
+        replaced = await tx.outbox.get("job1")
+    assert parked is not None and parked.parked_at == later and parked.parked
+    assert unparked is not None and unparked.parked_at is None and unparked.attempts == 2
+    assert replaced is not None
+    assert (replaced.op, replaced.parked_at, replaced.attempts, replaced.last_error) == (
+        NasOp.CANCEL,
+        None,
+        0,
+        None,
+    )
 
 
 async def test_fencing_token_rejects_a_stale_owner(store: Store) -> None:

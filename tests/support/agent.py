@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -67,9 +68,11 @@ class RunningNas:
     def mint(
         self, job_id: str | None = None, fire_at: datetime | str | None = None, **overrides: Any
     ) -> str:
-        """A fire token as NAS mints it; `overrides` replace or (with None) drop claims."""
+        """A fire token as NAS mints it, one per delivery (a fresh `jti`); `overrides` replace
+        or (with None) drop claims."""
         now = int(time.time())
         claims: dict[str, Any] = {
+            "jti": uuid.uuid4().hex,
             "aud": AUDIENCE,
             "iss": self.url,
             "purpose": "cron_fire",
