@@ -2,11 +2,13 @@
 
 NAS is known to send `{job_id, fire_at}`, but nothing guarantees the `fire_at`: the upstream
 agent never read it. A body without `fire_at` stands, in this order, for
-1. the token's own `fire_at` claim (signed by NAS), provided it names the job's next fire or
-   a fire already admitted (a re-delivery); any other time is a 401 `fire_at mismatch`;
+1. the token's own `fire_at` claim (signed by NAS); the fire table then applies as if the body
+   had carried it (a past time of the job is `stale`, an admitted one a duplicate);
 2. the fire the token was already used for (the same delivery again is a duplicate; a token
    that names nothing about its fire counts only when it was used for this very job);
-3. the job's current `next_run_at`, when it is due: no later than now + the early-fire window.
+3. the job's current `next_run_at`, when it is due: no later than now + the early-fire window
+   (and, before its time, past the midpoint since the job's last admission, so that a
+   re-delivery of the fire just admitted never runs a short-interval job's next slot early).
    Otherwise the delivery is answered 200 `ignored` with reason `not_due`.
 """
 
@@ -18,7 +20,6 @@ from typing import Any
 
 from app.auth import VerifiedFireToken
 from app.clock import InvalidInstant, parse_instant
-from app.domain.fires import fire_dedup_key
 from app.domain.records import JobRecord
 from app.domain.states import IgnoredReason, JobState
 from app.errors import Unauthorized
@@ -71,30 +72,33 @@ def fire_request(
     )
 
 
-def may_use_bound_token(
-    request: FireRequest, fire_at: datetime, now: datetime, *, early: timedelta
-) -> bool:
-    """Whether a token already bound to another fire may still admit `fire_at`.
+# How far ahead of our clock a fire may be, to be admitted with a token already used for another
+# job's fire (the skew between NAS's clock and ours, when a burst shares one token).
+BURST_SKEW = timedelta(seconds=5)
 
-    A token that names its fire never may: that is a replay. One that names nothing is the same
-    bytes for every fire NAS sends an agent within one second (RS256 signatures are
-    deterministic), so a burst of jobs due at the same second shares it: it may admit a fire
-    that is due (no later than now + the early-fire window, which absorbs the skew between
-    NAS's clock and ours), as NAS itself would deliver it, and never one that is early."""
-    return not request.token_names_its_fire and fire_at <= now + early
+
+def may_use_bound_token(
+    request: FireRequest, bound_key: str, fire_at: datetime, now: datetime
+) -> bool:
+    """Whether a token already bound to another fire (`bound_key`) may still admit `fire_at`.
+
+    A token that names its fire (a `jti`, a `job_id` or `fire_at` claim) never may: that is a
+    replay. One that names nothing is the same bytes for every fire NAS signs for this agent
+    within one second (RS256 signatures are deterministic), so a burst of jobs due at the same
+    second shares it: it may admit another job's fire that is due (no later than now +
+    `BURST_SKEW`), which NAS would deliver at that very time anyway. It never admits another
+    time of the same job, nor a fire that is early."""
+    if request.token_names_its_fire or bound_key.startswith(f"{request.job_id}:"):
+        return False
+    return fire_at <= now + BURST_SKEW
 
 
 async def resolve_fire_at(
     tx: Tx, request: FireRequest, job: JobRecord | None, now: datetime, *, early: timedelta
 ) -> datetime | Unresolved:
     """The fire a body without `fire_at` stands for (see the module docstring)."""
-    claimed = request.claimed_fire_at
-    if claimed is not None:
-        if job is None or job.state != JobState.SCHEDULED or job.next_run_at == claimed:
-            return claimed  # answered for that very fire (ignored, or admitted)
-        if await tx.fires.get_by_key(fire_dedup_key(job.id, claimed)) is not None:
-            return claimed  # a re-delivery of a fire already admitted: a duplicate
-        raise Unauthorized("invalid fire token: fire_at mismatch")
+    if request.claimed_fire_at is not None:
+        return request.claimed_fire_at  # signed by NAS: the fire table decides from here
     if request.token_id is not None:
         bound = await tx.fire_tokens.bound_key(request.token_id)
         if bound is not None and (
@@ -105,9 +109,24 @@ async def resolve_fire_at(
         return Unresolved(IgnoredReason.UNKNOWN_JOB)
     if job.state != JobState.SCHEDULED:
         return Unresolved(IgnoredReason(job.state.value))
-    if job.next_run_at is None or job.next_run_at > now + early:
+    if job.next_run_at is None or not _due(job, job.next_run_at, now, early):
         return Unresolved(IgnoredReason.NOT_DUE)
     return job.next_run_at
+
+
+def _due(job: JobRecord, next_run_at: datetime, now: datetime, early: timedelta) -> bool:
+    """Whether a delivery without `fire_at` may stand for `next_run_at`.
+
+    Due means no later than now + the early window. Before its time, it must also come past
+    the midpoint between the job's last admission and `next_run_at`: a re-delivery of the fire
+    just admitted (its answer lost, or a 503 asking to retry the arm) comes right after that
+    admission, and must not run the next slot of a short-interval job early."""
+    if next_run_at <= now:
+        return True
+    if next_run_at > now + early:
+        return False
+    last = job.last_run_at
+    return last is None or now - last >= (next_run_at - last) / 2
 
 
 def _claimed_instant(value: Any) -> datetime:

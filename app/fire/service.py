@@ -150,9 +150,7 @@ class FireService:
             key = fire_dedup_key(job_id, fire_at)
             if request.token_id is not None and request.token_expires_at is not None:
                 bound = await tx.fire_tokens.bind(request.token_id, key, request.token_expires_at)
-                if bound != key and not may_use_bound_token(
-                    request, fire_at, now, early=self.early
-                ):
+                if bound != key and not may_use_bound_token(request, bound, fire_at, now):
                     log.warning("fire token presented again for another fire")
                     raise Unauthorized("invalid fire token: already used for another fire")
             with log_context(fire_at=fire_at.isoformat()):

@@ -149,7 +149,7 @@ class NasClient:
                 if exc.status_code in (404, 405, 501):
                     raise ListUnsupported(str(exc), status_code=exc.status_code) from exc
                 raise
-            items = data.get("armed", [])
+            items = data.get("armed") or []  # missing or null: nothing armed
             if not isinstance(items, list):
                 raise NasError("list answer: 'armed' is not an array", transient=False)
             armed.extend(entry for item in items if (entry := _armed_entry(item)) is not None)
@@ -230,7 +230,7 @@ class NasClient:
         )
         response = await self._request(method, path, fresh, **kwargs)
         if response.status_code in CREDENTIAL_STATUSES:
-            detail = _redacted(_error_detail(response), token, fresh)
+            detail = _error_detail(response, token, fresh)
             raise CredentialsRefused(
                 f"{method} {path}: NAS refused the agent's credentials"
                 f" (HTTP {response.status_code}) after a refresh: {detail}",
@@ -253,9 +253,17 @@ def _answer(
         )
     if gone_is_done and status in (404, 410):
         return {}
+    if 300 <= status < 400:
+        # Only a 2xx means done: a redirect (a firewall, an SSO page, a moved portal) armed
+        # nothing. Not followed: the bearer token must not travel to wherever it points.
+        raise NasError(
+            f"{method} {path}: HTTP {status}: unexpected redirect (check CHRONOS_PORTAL_URL)",
+            transient=False,
+            status_code=status,
+        )
     if status >= 400:
         raise NasError(
-            f"{method} {path}: HTTP {status}: {_redacted(_error_detail(response), token)}",
+            f"{method} {path}: HTTP {status}: {_error_detail(response, token)}",
             transient=False,
             status_code=status,
         )
@@ -274,14 +282,16 @@ def _redacted(text: str, *tokens: str) -> str:
     return text
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(response: httpx.Response, *tokens: str) -> str:
+    """NAS's explanation, at most 200 characters, with the agent's tokens masked first (so
+    that no fragment of one survives the cut)."""
     try:
         data = response.json()
     except ValueError:
-        return response.text[:200]
+        return _redacted(response.text, *tokens)[:200]
     if isinstance(data, dict):
-        return str(data.get("detail") or data.get("error") or data)[:200]
-    return str(data)[:200]
+        data = data.get("detail") or data.get("error") or data
+    return _redacted(str(data), *tokens)[:200]
 
 
 def _armed_entry(item: object) -> ArmedFire | None:

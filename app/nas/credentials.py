@@ -28,6 +28,10 @@ JWT_EXP_MARGIN = timedelta(seconds=60)
 # After a failed run, the command is not run again for this long: every NAS call in that
 # window fails at once instead of queueing behind one more run of a broken command.
 COMMAND_FAILURE_HOLD = timedelta(seconds=5)
+# A token is reused at least this long, even one already expired by its own word: a NAS
+# refusal forces a new run anyway, and a command must not run on every call.
+COMMAND_MIN_REUSE = timedelta(seconds=5)
+COMMAND_MAX_OUTPUT = 64 * 1024  # bytes of stdout read; more is refused, stderr only counted
 
 
 class NasCredentials(Protocol):
@@ -129,8 +133,9 @@ class CommandToken:
     """`CHRONOS_NAS_TOKEN_COMMAND`: a program (no shell) that prints the token, or JSON
     `{"token": ..., "expires_at": ...}` (`expires_at` in epoch seconds or ISO 8601 with an
     offset). The token is reused until `expires_at`, else until its JWT `exp` minus 60 s,
-    else for `ttl` seconds. Concurrent callers share one run; a run past `timeout` seconds
-    is killed. Its stderr is never logged, only its length."""
+    else for `ttl` seconds (and at least 5 s). Concurrent callers share one run, which a caller
+    giving up (a fire's time budget) does not stop; a run past `timeout` seconds is killed.
+    Its stderr is never logged, only its length; stdout past 64 KiB is refused."""
 
     def __init__(
         self, argv: list[str], *, ttl: float, timeout: float, clock: Clock = utc_now
@@ -144,6 +149,7 @@ class CommandToken:
         self._issued: _Issued | None = None
         self._failure: tuple[str, datetime] | None = None  # the last failure, held until
         self._lock = asyncio.Lock()
+        self._running: asyncio.Task[str] | None = None
 
     async def token(self) -> str:
         async with self._lock:
@@ -164,6 +170,20 @@ class CommandToken:
             return await self._issue()
 
     async def _issue(self) -> str:
+        """The shared run's token. The run is its own task: a caller cancelled while waiting
+        (past its time budget) leaves it to finish for the next caller."""
+        if self._running is None:
+            self._running = asyncio.create_task(self._issue_once(), name="nas-token-command")
+            self._running.add_done_callback(self._ran)
+        return await asyncio.shield(self._running)
+
+    def _ran(self, task: asyncio.Task[str]) -> None:
+        if self._running is task:
+            self._running = None
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure nobody awaited is not "never retrieved"
+
+    async def _issue_once(self) -> str:
         now = self.clock()
         if self._failure is not None and now < self._failure[1]:
             raise CredentialsUnavailable(self._failure[0])
@@ -188,8 +208,16 @@ class CommandToken:
             raise CredentialsUnavailable(
                 f"{COMMAND_SETTING}: cannot run {self.argv[0]}: {exc.strerror}"
             ) from exc
+        assert process.stdout is not None and process.stderr is not None
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
+            (stdout, printed), (_, stderr_bytes), _ = await asyncio.wait_for(
+                asyncio.gather(
+                    _drain(process.stdout, COMMAND_MAX_OUTPUT),
+                    _drain(process.stderr, 0),
+                    process.wait(),
+                ),
+                self.timeout,
+            )
         except TimeoutError:
             raise CredentialsUnavailable(
                 f"{COMMAND_SETTING}: timed out after {self.timeout:g}s"
@@ -202,13 +230,28 @@ class CommandToken:
         if process.returncode != 0:
             log.warning(
                 "NAS token command failed; stderr: %d bytes withheld",
-                len(stderr),
-                extra={"exit_code": process.returncode, "stderr_bytes": len(stderr)},
+                stderr_bytes,
+                extra={"exit_code": process.returncode, "stderr_bytes": stderr_bytes},
             )
             raise CredentialsUnavailable(
                 f"{COMMAND_SETTING}: exited with code {process.returncode}"
             )
+        if printed > COMMAND_MAX_OUTPUT:
+            raise CredentialsUnavailable(
+                f"{COMMAND_SETTING}: printed more than {COMMAND_MAX_OUTPUT} bytes"
+            )
         return stdout
+
+
+async def _drain(stream: asyncio.StreamReader, keep: int) -> tuple[bytes, int]:
+    """Read `stream` to its end, keeping its first `keep` bytes; returns them and the total."""
+    kept = bytearray()
+    total = 0
+    while chunk := await stream.read(65536):
+        total += len(chunk)
+        if len(kept) < keep:
+            kept += chunk[: keep - len(kept)]
+    return bytes(kept), total
 
 
 def _parse_output(stdout: bytes, now: datetime, ttl: timedelta) -> _Issued:
@@ -219,7 +262,7 @@ def _parse_output(stdout: bytes, now: datetime, ttl: timedelta) -> _Issued:
         raise CredentialsUnavailable(f"{COMMAND_SETTING}: printed something not UTF-8") from None
     if not text.startswith("{"):
         token = _checked(text, COMMAND_SETTING)
-        return _Issued(token, _jwt_expiry(token) or now + ttl)
+        return _Issued(token, _reuse_until(_jwt_expiry(token) or now + ttl, now))
     try:
         data = json.loads(text)
     except ValueError:
@@ -229,7 +272,11 @@ def _parse_output(stdout: bytes, now: datetime, ttl: timedelta) -> _Issued:
         raise CredentialsUnavailable(f"{COMMAND_SETTING}: JSON without a string 'token'")
     token = _checked(raw, COMMAND_SETTING)
     expires_at = _expires_at(data.get("expires_at"))
-    return _Issued(token, expires_at or _jwt_expiry(token) or now + ttl)
+    return _Issued(token, _reuse_until(expires_at or _jwt_expiry(token) or now + ttl, now))
+
+
+def _reuse_until(until: datetime, now: datetime) -> datetime:
+    return max(until, now + COMMAND_MIN_REUSE)
 
 
 def _expires_at(value: object) -> datetime | None:

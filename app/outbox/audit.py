@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 # A fire answered less than this before the check (at most a quarter of the delay) waits for
 # the next window: NAS's clean-up after a 2xx must have happened before the audit can see it.
 _SETTLE_SECONDS = 1.0
-# Jobs waiting for an audit are kept up to this many; past it the oldest wait for reconcile.
+# Jobs waiting for an audit are kept up to this many; past it, newly fired jobs are left to
+# the periodic reconcile (and to NAS's re-deliveries, which re-arm too).
 _MAX_WAITING = 100_000
 
 
@@ -51,11 +52,13 @@ class ArmAudit:
         *,
         delay: float,
         clock: Clock,
+        concurrency: int = 8,
     ) -> None:
         self.store = store
         self.nas = nas
         self.pusher = pusher
         self.delay = delay
+        self.concurrency = concurrency
         self.clock = clock
         self.settle = min(_SETTLE_SECONDS, delay / 4)
         self.counts = AuditCounts()
@@ -90,8 +93,10 @@ class ArmAudit:
                 try:
                     await self.audit(due)
                 except Exception:  # the audit is a safety net: it must outlive any failure
-                    log.exception("arm audit failed")
+                    log.exception("arm audit failed; its jobs wait for the next one")
                     self.counts.failed += 1
+                    self._keep_waiting(due)
+                    await asyncio.sleep(self.delay)
             elif self._waiting:
                 # Only fires answered within the settle time: give NAS that long first.
                 await asyncio.sleep(self.settle)
@@ -109,14 +114,18 @@ class ArmAudit:
                 "arm audit: NAS list failed; these jobs wait for the next audit",
                 extra={"error": str(exc), "jobs": len(job_ids)},
             )
-            loop_time = asyncio.get_running_loop().time()
-            for job_id in job_ids:
-                self._waiting.setdefault(job_id, loop_time)
-            self._wake.set()
+            self._keep_waiting(job_ids)
             return []
         self.counts.audits += 1
         self.counts.checked += len(job_ids)
-        repaired = [job_id for job_id in job_ids if await self._repair_if_missing(job_id, observed)]
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def check(job_id: str) -> bool:
+            async with gate:
+                return await self._repair_if_missing(job_id, observed)
+
+        results = await asyncio.gather(*(check(job_id) for job_id in job_ids))
+        repaired = [job_id for job_id, fixed in zip(job_ids, results, strict=True) if fixed]
         self.counts.repaired += len(repaired)
         self.counts.repaired_jobs = repaired
         log.log(
@@ -129,6 +138,12 @@ class ArmAudit:
             },
         )
         return repaired
+
+    def _keep_waiting(self, job_ids: list[str]) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        for job_id in job_ids:
+            self._waiting.setdefault(job_id, loop_time)
+        self._wake.set()
 
     async def _repair_if_missing(self, job_id: str, observed: dict[str, ArmedFire] | None) -> bool:
         """Queue and push a provision of the job's next fire when NAS does not hold it."""

@@ -116,7 +116,7 @@ async def test_a_fire_at_claim_names_the_fire_when_the_body_does_not(
     assert redelivered.json()["status"] == "duplicate"
 
 
-async def test_claims_that_disagree_with_a_body_without_fire_at_are_401(
+async def test_a_job_id_claim_that_disagrees_with_the_body_is_401(
     early_agent: Agent, tmp_path: Path
 ) -> None:
     agent = early_agent
@@ -124,12 +124,39 @@ async def test_claims_that_disagree_with_a_body_without_fire_at_are_401(
     other_job = await fire_body(agent, {"job_id": job["id"]}, agent.nas.mint(job_id="another"))
     assert other_job.status_code == 401
     assert "job_id mismatch" in other_job.json()["detail"]
-    later = datetime.fromisoformat(job["next_run_at"]) + timedelta(hours=3)
-    other_time = await fire_body(agent, {"job_id": job["id"]}, agent.nas.mint(fire_at=later))
-    assert other_time.status_code == 401
-    assert "fire_at mismatch" in other_time.json()["detail"]
     assert await agent.runs(job["id"]) == []
     assert (await agent.job(job["id"]))["next_run_at"] == job["next_run_at"]
+
+
+async def test_a_fire_at_claim_for_another_time_is_that_fire_stale(
+    early_agent: Agent, tmp_path: Path
+) -> None:
+    """The claim is signed by NAS: the body stands for it, and the fire table answers it (a 401
+    would only make NAS re-deliver it for ever)."""
+    agent = early_agent
+    job = await hourly(agent, tmp_path)
+    earlier = datetime.fromisoformat(job["next_run_at"]) - timedelta(hours=3)
+    response = await fire_body(agent, {"job_id": job["id"]}, agent.nas.mint(fire_at=earlier))
+    assert response.status_code == 200
+    assert response.json()["reason"] == "stale"
+    assert response.json()["fire_at"] == earlier.isoformat()
+    assert await agent.runs(job["id"]) == []
+    assert (await agent.job(job["id"]))["next_run_at"] == job["next_run_at"]
+
+
+async def test_a_re_delivery_right_after_admission_never_runs_the_next_slot_early(
+    database_url: str, nas: RunningNas, tmp_path: Path
+) -> None:
+    """With an early window wider than the job's period, the next slot is "due" at once; a
+    delivery coming before the midpoint since the last admission is a re-delivery, not it."""
+    async with run_agent(database_url, nas, early_fire_seconds=3 * 3600) as agent:
+        job = await hourly(agent, tmp_path)
+        assert (await fire_body(agent, {"job_id": job["id"]})).status_code == 202
+        again = await fire_body(agent, {"job_id": job["id"]})
+        assert again.status_code == 200, again.text
+        assert again.json()["reason"] == "not_due"
+        await agent.idle()
+        assert len(await agent.runs(job["id"])) == 1
 
 
 @pytest.mark.parametrize(

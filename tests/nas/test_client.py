@@ -259,6 +259,7 @@ async def test_an_armed_that_is_not_a_list_is_a_permanent_error() -> None:
     ("body", "armed"),
     [
         ({}, []),  # no `armed`: nothing armed
+        ({"armed": None}, []),
         ({"armed": []}, []),
         ({"armed": [{"fire_at": "2026-11-26T12:00:00+00:00"}]}, []),  # no job: skipped
         # no usable fire_at: armed at an unknown time (reconcile re-arms it)
@@ -287,6 +288,36 @@ async def test_a_nas_without_list_says_so(status: int) -> None:
     with pytest.raises(ListUnsupported):
         await client_for(nas).list_armed()
     assert len(nas.requests) == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_never_success_nor_followed(status: int) -> None:
+    """A firewall or SSO page answering 302 armed nothing; the token must not follow it."""
+    redirect = httpx.Response(status, headers={"Location": "https://login.example/sso"})
+    for call in ("provision", "cancel", "list"):
+        nas = Recorder(redirect)
+        client = client_for(nas)
+        with pytest.raises(NasError) as caught:
+            if call == "provision":
+                await client.provision("job", FIRE_AT, "https://agent.example")
+            elif call == "cancel":
+                await client.cancel("job")
+            else:
+                await client.list_armed()
+        assert caught.value.status_code == status
+        assert caught.value.transient is False
+        assert "redirect" in str(caught.value)
+        assert [r.url.host for r in nas.requests] == ["nas.example"]
+
+
+async def test_a_token_echoed_across_the_cut_leaves_no_fragment() -> None:
+    token = "tok-" + "s" * 60
+    detail = "x" * 180 + token  # the token straddles the 200-character cut
+    nas = Recorder(httpx.Response(422, json={"detail": detail}))
+    with pytest.raises(NasError) as caught:
+        await client_for(nas, token=token).provision("job", FIRE_AT, "https://agent.example")
+    assert "tok-" not in str(caught.value)
+    assert "s" * 16 not in str(caught.value)
 
 
 # -- against the real emulator ---------------------------------------------------------------
