@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from app.services import Services
@@ -42,40 +43,62 @@ async def startup_reconcile(services: Services) -> None:
 
 
 async def maintenance_loop(services: Services, interval: float) -> None:
-    """Resume runs whose lease expired, retry queued NAS operations, purge old completed
-    jobs, and reconcile every `CHRONOS_RECONCILE_INTERVAL_SECONDS`."""
-    retention = timedelta(seconds=services.settings.completed_retention_seconds)
-    every = services.settings.reconcile_interval_seconds
-    last_reconcile = time.monotonic()
+    """The housekeeping steps, each in its own loop with its own cadence, so that none waits
+    behind another (resuming runs never waits behind a slow or hung NAS push): resume runs
+    whose lease expired, start queued and stranded buffered runs, push the outbox, purge old
+    completed jobs and fire tokens, and reconcile every `CHRONOS_RECONCILE_INTERVAL_SECONDS`.
+    Runs until cancelled; the task group cancels and awaits every step then."""
+    async with asyncio.TaskGroup() as group:
+        for step in housekeeping_steps(services, interval):
+            group.create_task(run_step(step), name=f"maintenance: {step.name}")
 
-    async def periodic_reconcile() -> None:
-        nonlocal last_reconcile
-        if every and services.startup.done and time.monotonic() - last_reconcile >= every:
-            last_reconcile = time.monotonic()
-            await services.reconciler.reconcile()
 
-    steps = (
-        # Runs first: resuming a dead replica's run must not wait behind a slow NAS.
-        ("resume expired runs", services.executor.recover_expired),
-        ("start stranded buffered runs", services.executor.start_stranded_buffered),
-        (
+@dataclass(frozen=True)
+class Step:
+    name: str
+    every: float  # seconds between the end of one round and the start of the next
+    action: Callable[[], Awaitable[object]]
+
+
+def housekeeping_steps(services: Services, interval: float) -> list[Step]:
+    settings = services.settings
+    retention = timedelta(seconds=settings.completed_retention_seconds)
+    executor = services.executor
+    steps = [
+        Step("resume expired runs", interval, executor.recover_expired),
+        Step("start queued runs", interval, executor.start_queued),
+        Step("start stranded buffered runs", interval, executor.start_stranded_buffered),
+        Step(
             "push the outbox",
+            interval,
             lambda: services.pusher.push_all(
-                concurrency=services.settings.reconcile_concurrency, backoff=True
+                concurrency=settings.reconcile_concurrency, backoff=True
             ),
         ),
-        ("purge completed jobs", lambda: services.jobs.purge_completed(retention)),
-        ("purge expired fire tokens", services.fires.purge_expired_tokens),
-        ("periodic reconcile", periodic_reconcile),
-    )
+        Step("purge completed jobs", interval, lambda: services.jobs.purge_completed(retention)),
+        Step("purge expired fire tokens", interval, services.fires.purge_expired_tokens),
+    ]
+    if settings.reconcile_interval_seconds:
+
+        async def periodic_reconcile() -> None:
+            if services.startup.done:  # the startup reconcile covers the first round
+                await services.reconciler.reconcile()
+
+        every = settings.reconcile_interval_seconds
+        steps.append(Step("periodic reconcile", every, periodic_reconcile))
+    return steps
+
+
+async def run_step(step: Step) -> None:
+    """Run `step` every `step.every` seconds until cancelled; a failure is logged with the
+    step's name and never ends the loop."""
     while True:
-        await asyncio.sleep(interval)
-        for name, step in steps:
-            try:
-                await step()
-            except StoreUnavailable as exc:
-                log.warning(
-                    "maintenance: store unavailable", extra={"step": name, "error": str(exc)}
-                )
-            except Exception:  # keep the loop alive whatever one step hit
-                log.exception("maintenance step failed", extra={"step": name})
+        await asyncio.sleep(step.every)
+        try:
+            await step.action()
+        except StoreUnavailable as exc:
+            log.warning(
+                "maintenance: store unavailable", extra={"step": step.name, "error": str(exc)}
+            )
+        except Exception:  # keep the loop alive whatever one round hit
+            log.exception("maintenance step failed", extra={"step": step.name})

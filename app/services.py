@@ -78,13 +78,25 @@ def build_services(
     )
     arm_budget = fire_arm_budget(settings)
     pusher = OutboxPusher(store, nas, settings.callback_url, clock)
-    audit = ArmAudit(store, nas, pusher, delay=settings.arm_audit_delay_seconds, clock=clock)
+    audit = ArmAudit(
+        store,
+        nas,
+        pusher,
+        delay=settings.arm_audit_delay_seconds,
+        clock=clock,
+        concurrency=settings.reconcile_concurrency,
+    )
     executor = RunExecutor(
         store,
-        TargetRunner(target_http, max_output_bytes=settings.max_output_bytes),
+        TargetRunner(
+            target_http,
+            max_output_bytes=settings.max_output_bytes,
+            python_workers=settings.python_workers,
+        ),
         node_id=settings.node_id,
         lease_seconds=settings.lease_seconds,
         clock=clock,
+        max_concurrent_runs=settings.max_concurrent_runs,
     )
     verifier = FireTokenVerifier(
         JwksCache(

@@ -78,10 +78,16 @@ class Settings(BaseSettings):
     # After answering fires, check NAS's list this soon that their next arms are there.
     arm_audit_delay_seconds: float = Field(default=10.0, ge=0, le=3600)
     max_fire_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # Admin API request bodies (create and edit a job) over this are refused with 413.
+    max_admin_body_bytes: int = Field(default=1024 * 1024, gt=0)
 
     # Runs
     lease_seconds: int = Field(default=60, ge=5)
     max_output_bytes: int = Field(default=4096, ge=256)
+    # Runs one process executes at once; a fire over it waits in the store as `queued`.
+    max_concurrent_runs: int = Field(default=32, ge=1)
+    # Threads that call python targets' plain functions (and import their modules).
+    python_workers: int = Field(default=8, ge=1)
     reconcile_concurrency: int = Field(default=8, ge=1)
     outbox_drain_interval_seconds: float = Field(default=10.0, gt=0)
     reconcile_on_startup: bool = True

@@ -1,4 +1,5 @@
-"""The agent's error handlers: the shared JSON error surface, plus 503 for a store outage."""
+"""The agent's error handlers: the shared JSON error surface, plus 503 for a store outage and
+400 for a value the database refused as data (validation should have caught it first)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from app.http_errors import error_response
 from app.http_errors import install_error_handlers as install_json_error_handlers
 from app.runner.targets import TARGET_TAGS
 from app.store import StoreUnavailable
+from app.store.errors import StoreDataError
 
 log = logging.getLogger(__name__)
 
@@ -26,4 +28,14 @@ def install_error_handlers(app: FastAPI, *, retry_after_seconds: int) -> None:
             "store_unavailable",
             "the database is unavailable; retry later",
             {"Retry-After": str(retry_after_seconds)},
+        )
+
+    @app.exception_handler(StoreDataError)
+    async def _store_data_error(_: Request, exc: StoreDataError) -> JSONResponse:
+        # The database's own message may quote the value: only its class is logged.
+        log.warning("the store refused a value as data", extra={"error": str(exc)})
+        return error_response(
+            400,
+            "invalid_request",
+            "request: a value was refused by the database (out of range, or not storable text)",
         )

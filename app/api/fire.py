@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.deps import FiresDep, SettingsDep
-from app.errors import PayloadTooLarge
+from app.api.limits import read_body_limited
+from app.validation import NO_NUL_PATTERN
 
 router = APIRouter(tags=["fire"])
 
@@ -25,7 +26,12 @@ _FIRE_BODY = {
                 "type": "object",
                 "required": ["job_id"],
                 "properties": {
-                    "job_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "job_id": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 200,
+                        "pattern": NO_NUL_PATTERN,
+                    },
                     "fire_at": {
                         "type": "string",
                         "format": "date-time",
@@ -41,21 +47,6 @@ _FIRE_BODY = {
         }
     },
 }
-
-
-async def read_body_limited(request: Request, limit: int) -> bytes:
-    """The raw body, refusing more than `limit` bytes without reading the rest."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body: larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body: larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @router.post(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from app.api.deps import AdminDep, JobsDep, ReconcilerDep
-from app.jobs.schemas import JobCreate, JobOut, JobPatch, RunOut
+from app.api.limits import AdminBodyLimitRoute
+from app.jobs.schemas import MAX_NAME_LENGTH, JobCreate, JobOut, JobPatch, RunOut
 from app.jobs.service import JobService
+from app.validation import SafeText
 
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -17,8 +19,26 @@ _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "admin API disabled: no CHRONOS_ADMIN_TOKEN configured", **_ERROR},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such job", **_ERROR}}
+_TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"description": "body over CHRONOS_MAX_ADMIN_BODY_BYTES (default 1 MiB)", **_ERROR}
+}
 
-router = APIRouter(prefix="/api", tags=["admin"], dependencies=[AdminDep], responses=_AUTH_ERRORS)
+JobId = Annotated[SafeText, Path(min_length=1, max_length=MAX_NAME_LENGTH)]
+Reveal = Annotated[
+    bool,
+    Query(
+        description="answer the target's header, env and kwargs values and URL password as"
+        " stored, instead of `***`"
+    ),
+]
+
+router = APIRouter(
+    prefix="/api",
+    tags=["admin"],
+    dependencies=[AdminDep],
+    responses=_AUTH_ERRORS,
+    route_class=AdminBodyLimitRoute,
+)
 
 
 async def _job_out(jobs: JobService, job_id: str) -> JobOut:
@@ -26,15 +46,24 @@ async def _job_out(jobs: JobService, job_id: str) -> JobOut:
     return JobOut.from_record(job, pending=pending)
 
 
-@router.post("/jobs", status_code=201, response_model=JobOut, summary="Create a job and arm it")
+@router.post(
+    "/jobs",
+    status_code=201,
+    response_model=JobOut,
+    responses=_TOO_LARGE,
+    summary="Create a job and arm it",
+)
 async def create_job(body: JobCreate, jobs: JobsDep) -> JobOut:
     job = await jobs.create(body)
     return await _job_out(jobs, job.id)
 
 
 @router.get("/jobs", response_model=list[JobOut], summary="List jobs")
-async def list_jobs(jobs: JobsDep) -> list[JobOut]:
-    return [JobOut.from_record(job, pending=pending) for job, pending in await jobs.list_jobs()]
+async def list_jobs(jobs: JobsDep, reveal: Reveal = False) -> list[JobOut]:
+    return [
+        JobOut.from_record(job, pending=pending, reveal=reveal)
+        for job, pending in await jobs.list_jobs()
+    ]
 
 
 @router.get(
@@ -45,19 +74,25 @@ async def list_jobs(jobs: JobsDep) -> list[JobOut]:
     summary="Show a job; `?preview=N` adds its next N fires",
 )
 async def get_job(
-    job_id: str,
+    job_id: JobId,
     jobs: JobsDep,
     preview: int | None = Query(default=None, ge=1, le=1000, description="next N fires"),
+    reveal: Reveal = False,
 ) -> JobOut:
     job, pending = await jobs.get(job_id)
-    out = JobOut.from_record(job, pending=pending)
+    out = JobOut.from_record(job, pending=pending, reveal=reveal)
     if preview is not None:
         out.preview = await jobs.preview(job, preview)
     return out
 
 
-@router.patch("/jobs/{job_id}", response_model=JobOut, responses=_NOT_FOUND, summary="Edit a job")
-async def update_job(job_id: str, body: JobPatch, jobs: JobsDep) -> JobOut:
+@router.patch(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    responses={**_NOT_FOUND, **_TOO_LARGE},
+    summary="Edit a job",
+)
+async def update_job(job_id: JobId, body: JobPatch, jobs: JobsDep) -> JobOut:
     await jobs.update(job_id, body)
     return await _job_out(jobs, job_id)
 
@@ -65,7 +100,7 @@ async def update_job(job_id: str, body: JobPatch, jobs: JobsDep) -> JobOut:
 @router.delete(
     "/jobs/{job_id}", status_code=204, responses=_NOT_FOUND, summary="Delete a job and cancel it"
 )
-async def delete_job(job_id: str, jobs: JobsDep) -> Response:
+async def delete_job(job_id: JobId, jobs: JobsDep) -> Response:
     await jobs.delete(job_id)
     return Response(status_code=204)
 
@@ -73,7 +108,7 @@ async def delete_job(job_id: str, jobs: JobsDep) -> Response:
 @router.post(
     "/jobs/{job_id}/pause", response_model=JobOut, responses=_NOT_FOUND, summary="Pause a job"
 )
-async def pause_job(job_id: str, jobs: JobsDep) -> JobOut:
+async def pause_job(job_id: JobId, jobs: JobsDep) -> JobOut:
     await jobs.pause(job_id)
     return await _job_out(jobs, job_id)
 
@@ -84,7 +119,7 @@ async def pause_job(job_id: str, jobs: JobsDep) -> JobOut:
     responses={**_NOT_FOUND, 409: {"description": "cannot resume", **_ERROR}},
     summary="Resume a paused job from now",
 )
-async def resume_job(job_id: str, jobs: JobsDep) -> JobOut:
+async def resume_job(job_id: JobId, jobs: JobsDep) -> JobOut:
     await jobs.resume(job_id)
     return await _job_out(jobs, job_id)
 
@@ -100,7 +135,7 @@ async def resume_job(job_id: str, jobs: JobsDep) -> JobOut:
     },
     summary="Run a job now, outside its schedule (key `manual:<uuid>`)",
 )
-async def trigger_job(job_id: str, jobs: JobsDep, response: Response) -> RunOut:
+async def trigger_job(job_id: JobId, jobs: JobsDep, response: Response) -> RunOut:
     run = await jobs.trigger(job_id)
     if run.status == "skipped":
         response.status_code = 200
@@ -114,7 +149,7 @@ async def trigger_job(job_id: str, jobs: JobsDep, response: Response) -> RunOut:
     summary="A job's runs, newest first",
 )
 async def list_runs(
-    job_id: str, jobs: JobsDep, limit: int = Query(default=50, ge=1, le=1000)
+    job_id: JobId, jobs: JobsDep, limit: int = Query(default=50, ge=1, le=1000)
 ) -> list[RunOut]:
     return [RunOut.from_record(f) for f in await jobs.runs(job_id, limit=limit)]
 

@@ -38,7 +38,7 @@ def describe_errors_and_fire(app: FastAPI) -> None:
             "required": ["error", "detail"],
             "properties": {
                 "error": {"type": "string", "examples": ["invalid_request"]},
-                "detail": {"type": "string", "examples": ["fire_at: field required"]},
+                "detail": {"type": "string", "examples": ["job_id: field required"]},
             },
         }
         schemas["FireAnswer"] = {
@@ -50,7 +50,11 @@ def describe_errors_and_fire(app: FastAPI) -> None:
                     "enum": [outcome.value for outcome in FireOutcome],
                 },
                 "job_id": {"type": "string"},
-                "fire_at": {"type": "string", "format": "date-time"},
+                "fire_at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "the fire's instant; null when ignored before one was known",
+                },
                 "reason": {
                     "type": ["string", "null"],
                     "description": "ignored: "

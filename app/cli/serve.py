@@ -37,7 +37,9 @@ def serve(
         settings.require_fire_config()
     except ConfigError as exc:
         raise fail(f"configuration error: {exc}") from None
-    configure_logging(settings.log_level)
+    configure_logging(
+        settings.log_level, secrets=(settings.nas_token_value(), settings.admin_token_value())
+    )
     for warning in settings.weak_secret_warnings():
         logging.getLogger("app.settings").warning(warning)
     uvicorn.run(
@@ -153,7 +155,7 @@ def dev(
         admin_token=admin_token,
     )
     emulator_config = dev_emulator_config(data, nas_url, nas_token, instance_id)
-    configure_logging(settings.log_level, json_lines=False)
+    configure_logging(settings.log_level, json_lines=False, secrets=(nas_token, admin_token))
     emulator = build_uvicorn_server(emulator_config, "127.0.0.1", nas_port, log_level="warning")
     agent = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)

@@ -13,9 +13,11 @@ class JobState(StrEnum):
 
 
 class RunStatus(StrEnum):
-    """A fire's (run's) status. `buffered` and `running` are open; the others are final."""
+    """A fire's (run's) status. `buffered`, `queued` and `running` are open; the others are
+    final. `queued`: admitted to run, waiting in the store for a replica with capacity."""
 
     BUFFERED = "buffered"
+    QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

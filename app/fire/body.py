@@ -7,6 +7,7 @@ from datetime import datetime
 
 from app.clock import InvalidInstant, parse_instant
 from app.errors import InvalidRequest
+from app.validation import text_problem
 
 _FIRE_AT_PROBLEMS = {
     "format": "fire_at: not an ISO 8601 timestamp: {!r}",
@@ -29,6 +30,8 @@ def parse_fire_body(raw: bytes) -> tuple[str, datetime | None]:
         raise InvalidRequest("job_id: field required")
     if not isinstance(job_id, str) or not job_id.strip() or len(job_id) > 200:
         raise InvalidRequest("job_id: must be a non-empty string of at most 200 characters")
+    if (problem := text_problem(job_id)) is not None:
+        raise InvalidRequest(f"job_id: {problem}")
     fire_at_text = data.get("fire_at")
     if fire_at_text is None:
         return job_id, None

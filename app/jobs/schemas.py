@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from app.domain.records import FireRecord, JobRecord, OutboxRecord
 from app.domain.states import Catchup, JobState, Overlap, RunKind, RunStatus
+from app.jobs.redaction import redact_target
 from app.runner.targets import Target
+from app.validation import SafeText
 
 
 def _iso_utc(value: datetime) -> str:
@@ -26,24 +28,28 @@ _CATCHUP = (
     " or only record them missed (skip)"
 )
 _OVERLAP = "when a fire comes while the previous run is going: skip it, allow both, or buffer_one"
+_REPEAT = "runs before the job completes; default 1 for one-shots (null: no limit)"
+# Integer columns are 32-bit on PostgreSQL: every integer a job stores fits one.
+MAX_INT32 = 2**31 - 1
+MAX_NAME_LENGTH = 200  # the column's length, as for `schedule`
 
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    schedule: str = Field(
+    name: SafeText | None = Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)
+    schedule: SafeText = Field(
         min_length=1,
-        max_length=200,
+        max_length=MAX_NAME_LENGTH,
         description="`in 90s`, an ISO 8601 instant, `every 5m`, or a 5-field cron expression",
         examples=["every 5m", "*/15 * * * *", "in 90s", "2026-12-01T09:00:00+01:00"],
     )
-    timezone: str = Field(default="UTC", max_length=64, description="IANA zone for cron schedules")
-    target: Target
-    repeat: int | None = Field(
-        default=None, ge=1, description="runs before the job completes; default 1 for one-shots"
+    timezone: SafeText = Field(
+        default="UTC", max_length=64, description="IANA zone for cron schedules"
     )
-    misfire_grace_seconds: int | None = Field(default=None, ge=0, description=_GRACE)
+    target: Target
+    repeat: int | None = Field(default=None, ge=1, le=MAX_INT32, description=_REPEAT)
+    misfire_grace_seconds: int | None = Field(default=None, ge=0, le=MAX_INT32, description=_GRACE)
     catchup: Catchup = Field(default=Catchup.RUN_ONCE, description=_CATCHUP)
     overlap: Overlap = Field(default=Overlap.SKIP, description=_OVERLAP)
 
@@ -51,12 +57,12 @@ class JobCreate(BaseModel):
 class JobPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    schedule: str | None = Field(default=None, min_length=1, max_length=200)
-    timezone: str | None = Field(default=None, max_length=64)
+    name: SafeText | None = Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)
+    schedule: SafeText | None = Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)
+    timezone: SafeText | None = Field(default=None, max_length=64)
     target: Target | None = None
-    repeat: int | None = Field(default=None, ge=1)
-    misfire_grace_seconds: int | None = Field(default=None, ge=0, description=_GRACE)
+    repeat: int | None = Field(default=None, ge=1, le=MAX_INT32, description=_REPEAT)
+    misfire_grace_seconds: int | None = Field(default=None, ge=0, le=MAX_INT32, description=_GRACE)
     catchup: Catchup | None = None
     overlap: Overlap | None = None
 
@@ -66,7 +72,10 @@ class JobOut(BaseModel):
     name: str
     schedule: str
     timezone: str
-    target: dict[str, Any]
+    target: dict[str, Any] = Field(
+        description="header, env and kwargs values and a URL's password read `***`"
+        " unless asked with ?reveal=true"
+    )
     repeat: int | None
     runs_started: int
     state: JobState
@@ -98,13 +107,16 @@ class JobOut(BaseModel):
     )
 
     @classmethod
-    def from_record(cls, job: JobRecord, *, pending: OutboxRecord | None = None) -> JobOut:
+    def from_record(
+        cls, job: JobRecord, *, pending: OutboxRecord | None = None, reveal: bool = False
+    ) -> JobOut:
+        """The job as answered: its target's secrets redacted unless `reveal`."""
         return cls(
             id=job.id,
             name=job.name,
             schedule=job.schedule,
             timezone=job.timezone,
-            target=job.target,
+            target=job.target if reveal else redact_target(job.target),
             repeat=job.repeat,
             runs_started=job.runs_started,
             state=job.state,

@@ -17,6 +17,7 @@ from app.domain.states import Catchup, JobState, NasOp, RunKind, RunStatus
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.fire.catchup import catch_up
 from app.fire.policy import decide
+from app.jobs.preflight import require_runnable
 from app.jobs.schemas import JobCreate, JobPatch
 from app.nas.client import RetryBudget
 from app.outbox import OutboxPusher
@@ -94,6 +95,7 @@ class JobService:
         schedule = _parse(data.schedule, data.timezone)
         repeat = data.repeat if data.repeat is not None else (1 if schedule.is_one_shot else None)
         first = _first_run(schedule, repeat, now)
+        await require_runnable(data.target)
         job_id = secrets.token_hex(8)  # 64 random bits: short enough to type
         values: dict[str, Any] = {
             "id": job_id,
@@ -128,6 +130,8 @@ class JobService:
             for k, v in patch.model_dump(exclude_unset=True).items()
             if v is not None or k in ("repeat", "misfire_grace_seconds")
         }
+        if patch.target is not None:
+            await require_runnable(patch.target)
         async with self.store.transaction() as tx:
             job = await self._require(tx, job_id, for_update=True)
             values: dict[str, Any] = {"updated_at": now}

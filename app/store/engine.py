@@ -16,12 +16,18 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.settings import ensure_sqlite_folder
-from app.store.errors import DuplicateFire, StoreUnavailable
+from app.store.errors import DuplicateFire, StoreDataError, StoreUnavailable
 from app.store.tx import Tx
 
 log = logging.getLogger(__name__)
@@ -33,6 +39,22 @@ _MIGRATION_LOCK_ID = 7_246_310_001  # pg advisory lock: one replica migrates at 
 # SQLSTATE classes worth a retry: connection exceptions, transaction rollbacks (serialization
 # failures, deadlocks), insufficient resources, operator intervention (server shutting down).
 _TRANSIENT_SQLSTATE = ("08", "40", "53", "57")
+_DATA_SQLSTATE = "22"  # data exception: a value out of range, or text the database refuses
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    return str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """Errors that say "this value cannot be stored": the request is wrong, not the database.
+    SQLite raises OverflowError (an integer over 64 bits) and UnicodeEncodeError (a lone
+    surrogate) before SQLAlchemy wraps anything."""
+    if isinstance(exc, DataError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return _sqlstate(exc).startswith(_DATA_SQLSTATE)
+    return isinstance(exc, OverflowError | UnicodeEncodeError)
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -59,11 +81,18 @@ class Store:
     def from_url(cls, url: str, *, echo: bool = False) -> Store:
         if url.startswith("sqlite"):
             ensure_sqlite_folder(url)
-            engine = create_async_engine(url, echo=echo)
+            # hide_parameters: job targets hold secrets; errors and echo never show parameters.
+            engine = create_async_engine(url, echo=echo, hide_parameters=True)
             _configure_sqlite(engine)
         else:
             engine = create_async_engine(
-                url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=10
+                url,
+                echo=echo,
+                hide_parameters=True,
+                pool_pre_ping=True,
+                pool_size=10,
+                max_overflow=10,
+                pool_timeout=10,
             )
         return cls(engine)
 
@@ -96,9 +125,11 @@ class Store:
         try:
             async with self.engine.begin() as conn:
                 yield Tx(conn, self.dialect)
-        except (DuplicateFire, StoreUnavailable):
+        except (DuplicateFire, StoreUnavailable, StoreDataError):
             raise
         except Exception as exc:
+            if _is_data_error(exc):
+                raise StoreDataError(exc.__class__.__name__) from exc
             if _is_unavailable(exc):
                 self.last_unavailable_at = time.monotonic()
                 raise StoreUnavailable(exc.__class__.__name__) from exc

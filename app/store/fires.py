@@ -62,11 +62,14 @@ class FireRepository:
         return [fire_from_row(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def running_count(self, job_id: str, now: datetime) -> int:
-        """Runs of the job going on now: a run whose lease expired (its replica died) is not."""
+        """Runs of the job going on now or queued to start: a run whose lease expired (its
+        replica died) is not."""
         stmt = select(func.count()).where(
             fires.c.job_id == job_id,
-            fires.c.status == RunStatus.RUNNING,
-            fires.c.lease_expires_at >= now,
+            or_(
+                fires.c.status == RunStatus.QUEUED,
+                and_(fires.c.status == RunStatus.RUNNING, fires.c.lease_expires_at >= now),
+            ),
         )
         return int((await self.conn.execute(stmt)).scalar_one())
 
@@ -100,8 +103,11 @@ class FireRepository:
         return await self.get(fire.id) if result.rowcount == 1 else None
 
     async def stranded_buffered(self, *, limit: int = 100) -> list[FireRecord]:
-        """Buffered fires whose job has no run going: the replica that should start them died."""
-        running = select(fires.c.job_id).where(fires.c.status == RunStatus.RUNNING)
+        """Buffered fires whose job has no run going or queued: the replica that should start
+        them died."""
+        running = select(fires.c.job_id).where(
+            fires.c.status.in_((RunStatus.RUNNING, RunStatus.QUEUED))
+        )
         stmt = (
             select(fires)
             .where(fires.c.status == RunStatus.BUFFERED, fires.c.job_id.not_in(running))
@@ -109,6 +115,57 @@ class FireRepository:
             .limit(limit)
         )
         return [fire_from_row(r) for r in (await self.conn.execute(stmt)).all()]
+
+    async def queue(self, fire_id: int, fencing_token: int) -> bool:
+        """Put a held fire back in the store as `queued`, its lease released, to be started by
+        whichever replica has capacity; False if the lease was lost meanwhile. It has not run:
+        its attempt goes back one, and the claim that starts it counts it again."""
+        result = await self.conn.execute(
+            update(fires)
+            .where(_held(fire_id, fencing_token))
+            .values(
+                status=RunStatus.QUEUED,
+                attempt=fires.c.attempt - 1,
+                lease_owner=None,
+                lease_expires_at=None,
+                started_at=None,
+            )
+        )
+        return result.rowcount == 1
+
+    async def queued(self, *, limit: int) -> list[FireRecord]:
+        """The oldest queued fires, in admission order. On PostgreSQL the rows are locked and
+        rows another replica is claiming are skipped, so replicas drain the queue side by side."""
+        stmt = (
+            select(fires)
+            .where(fires.c.status == RunStatus.QUEUED)
+            .order_by(fires.c.admitted_at, fires.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [fire_from_row(r) for r in (await self.conn.execute(stmt)).all()]
+
+    async def claim_queued(
+        self, fire: FireRecord, *, owner: str, lease_expires_at: datetime, now: datetime
+    ) -> FireRecord | None:
+        """Start a queued fire under `owner`'s lease; None if another replica claimed it."""
+        result = await self.conn.execute(
+            update(fires)
+            .where(
+                fires.c.id == fire.id,
+                fires.c.status == RunStatus.QUEUED,
+                fires.c.fencing_token == fire.fencing_token,
+            )
+            .values(
+                status=RunStatus.RUNNING,
+                lease_owner=owner,
+                lease_expires_at=lease_expires_at,
+                fencing_token=fire.fencing_token + 1,
+                attempt=fire.attempt + 1,
+                started_at=now,
+            )
+        )
+        return await self.get(fire.id) if result.rowcount == 1 else None
 
     async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[FireRecord]:
         """Running fires whose owner stopped renewing: it crashed or was stopped."""

@@ -94,7 +94,7 @@ fires = Table(
     # "{job_id}:{fire_at}" for scheduled fires, "manual:{uuid}" for manual runs.
     Column("dedup_key", String(300), nullable=False),
     Column("kind", String(16), nullable=False),  # scheduled | manual | catchup
-    # buffered | running | succeeded | failed | timed_out | missed | skipped
+    # buffered | queued | running | succeeded | failed | timed_out | missed | skipped
     Column("status", String(16), nullable=False),
     Column("attempt", Integer, nullable=False, default=1),
     Column("lease_owner", String(128), nullable=True),

@@ -117,6 +117,11 @@ async def test_token_bound_to_this_fire_is_accepted(agent: Agent, tmp_path: Path
         (b'{"job_id": "abc", "fire_at": "yesterday"}', "fire_at"),
         (b'{"job_id": "abc", "fire_at": "2026-11-26T12:00:00"}', "fire_at"),
         (b'{"job_id": "abc", "fire_at": 1764158400}', "fire_at"),
+        # Text no store can hold: a NUL (PostgreSQL refuses it), a lone surrogate (not Unicode).
+        (b'{"job_id": "a\\u0000b", "fire_at": "2026-11-26T12:00:00+00:00"}', "job_id"),
+        (b'{"job_id": "\\ud800", "fire_at": "2026-11-26T12:00:00+00:00"}', "job_id"),
+        (b'{"job_id": "\\ud800"}', "job_id"),
+        (b'{"job_id": "abc", "fire_at": "2026-11-26T12:00:00\\u0000"}', "fire_at"),
     ],
 )
 async def test_malformed_body_is_400_naming_the_field(
@@ -131,6 +136,8 @@ async def test_malformed_body_is_400_naming_the_field(
     payload = response.json()
     assert payload["error"] == "invalid_request"
     assert payload["detail"].startswith(field)
+    jobs = await agent.client.get("/api/jobs", headers=agent.admin_headers)
+    assert jobs.status_code == 200
 
 
 async def test_malformed_body_with_a_bad_token_is_401(agent: Agent) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,3 +50,37 @@ def nothing() -> None:
 
 
 NOT_A_FUNCTION = 42
+
+
+# Gates the executor tests open one at a time: `gated(name)` returns once `GATES[name]` is
+# set, and notes in `STARTED` the order runs began in.
+GATES: dict[str, asyncio.Event] = {}
+STARTED: list[str] = []
+
+
+async def gated(name: str) -> str:
+    STARTED.append(name)
+    await GATES.setdefault(name, asyncio.Event()).wait()
+    return name
+
+
+def with_nul() -> str:
+    """Output no PostgreSQL text column takes as is."""
+    return "before\x00after"
+
+
+_busy_lock = threading.Lock()
+_busy = 0
+PEAK_BUSY = [0]
+
+
+def busy(seconds: float) -> str:
+    """Holds a worker for `seconds`, noting in `PEAK_BUSY` how many ran at once."""
+    global _busy
+    with _busy_lock:
+        _busy += 1
+        PEAK_BUSY[0] = max(PEAK_BUSY[0], _busy)
+    time.sleep(seconds)
+    with _busy_lock:
+        _busy -= 1
+    return threading.current_thread().name

@@ -5,9 +5,6 @@ replica takes over a fire whose holder is alive."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -18,28 +15,13 @@ from app.domain.records import FireRecord
 from app.domain.states import RunKind, RunStatus
 from app.runner.executor import RunExecutor
 from app.runner.targets import TargetRunner
-from app.store import Store, StoreUnavailable, Tx
+from app.store import Store
+from tests.runner.support import SwitchableStore
 from tests.support.records import job_row
 
 pytestmark = pytest.mark.asyncio
 
 LEASE = 2  # seconds: renewals every second
-
-
-class SwitchableStore(Store):
-    """The real store, and a switch that makes every transaction fail as an outage does."""
-
-    def __init__(self, store: Store) -> None:
-        super().__init__(store.engine)
-        self.down = False
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        if self.down:
-            self.last_unavailable_at = time.monotonic()
-            raise StoreUnavailable("the test stopped the database")
-        async with super().transaction() as tx:
-            yield tx
 
 
 def replica(store: Store, http: httpx.AsyncClient, node: str) -> RunExecutor:

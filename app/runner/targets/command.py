@@ -2,7 +2,8 @@
 
 exit 0 → succeeded, other exit → failed (`exit <code>` or `signal <NAME>`), over time →
 timed_out. The child leads its own session, so a timeout or cancellation kills its whole
-process group (SIGTERM, then SIGKILL after the grace period) and reaps it.
+process group (SIGTERM, then SIGKILL after the grace period) and reaps it. The target's `env`
+values are masked (`***`) in the result, even when the program prints them itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from app.domain.states import RunStatus
 from app.runner.targets.capture import BoundedCapture, bound_text
 from app.runner.targets.models import CommandTarget
-from app.runner.targets.result import RunContext, RunResult, utc_iso
+from app.runner.targets.result import RunContext, RunResult, target_secrets, utc_iso
 
 # The logger name from before the split, so log records keep their `logger` field.
 log = logging.getLogger("app.runner.targets")
@@ -70,6 +71,17 @@ async def execute_command(
     group (`setsid`) escapes the kill. `cleanups` holds the reaping tasks, which outlive a
     cancelled run.
     """
+    result = await _run_program(target, ctx, max_output_bytes, kill_grace_seconds, cleanups)
+    return result.masked(target_secrets(target))
+
+
+async def _run_program(
+    target: CommandTarget,
+    ctx: RunContext,
+    max_output_bytes: int,
+    kill_grace_seconds: float,
+    cleanups: set[asyncio.Task[None]],
+) -> RunResult:
     program = target.argv[0]
     try:
         proc = await asyncio.create_subprocess_exec(

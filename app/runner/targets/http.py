@@ -1,21 +1,24 @@
 """Running an `http` target: one request through the shared httpx client.
 
 2xx → succeeded, other status → failed (`http <status>`), no answer in time → timed_out.
-Messages name the host only, never credentials, path, query or request headers.
+Messages name the host only, never credentials, path, query or request headers; the target's
+header values and URL userinfo are masked (`***`) in the whole result, the answer included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import httpx
 
 from app.domain.states import RunStatus
+from app.redaction import mask_credentials
 from app.runner.targets.capture import BoundedCapture, bound_text, truncate_text
 from app.runner.targets.models import HttpTarget
-from app.runner.targets.result import RunContext, RunResult
+from app.runner.targets.result import RunContext, RunResult, target_secrets
 
 
 async def execute_http(
@@ -24,8 +27,20 @@ async def execute_http(
     """Send the request and map the answer; every failure is a `RunResult`.
 
     The request carries `Idempotency-Key: <dedup_key>`, so a retried fire is recognisable.
-    Redirects follow the shared client's policy. Errors never quote request headers.
+    Redirects follow the shared client's policy. Errors never quote request headers, and the
+    result never shows the target's secrets (`target_secrets`) nor URL userinfo.
     """
+    result = await _exchange(client, target, ctx, max_output_bytes)
+    if result.error:  # an httpx message may quote a URL (a redirect's, say)
+        result = replace(
+            result, error=truncate_text(mask_credentials(result.error), max_output_bytes)
+        )
+    return result.masked(target_secrets(target))
+
+
+async def _exchange(
+    client: httpx.AsyncClient, target: HttpTarget, ctx: RunContext, max_output_bytes: int
+) -> RunResult:
     headers = httpx.Headers(target.headers)
     headers["Idempotency-Key"] = ctx.dedup_key
     request = client.build_request(

@@ -14,8 +14,8 @@ from app.runner.targets.capture import MARKER_BYTES
 from app.runner.targets.command import execute_command
 from app.runner.targets.http import execute_http
 from app.runner.targets.models import CommandTarget, HttpTarget, PythonTarget, Target
-from app.runner.targets.python import execute_python
-from app.runner.targets.result import RunContext, RunResult, utc_iso
+from app.runner.targets.python import PythonWorkers, execute_python
+from app.runner.targets.result import RunContext, RunResult, target_secrets, utc_iso
 
 # The logger name from before the split, so log records keep their `logger` field.
 log = logging.getLogger("app.runner.targets")
@@ -34,6 +34,7 @@ class TargetRunner:
         *,
         max_output_bytes: int = 4096,
         kill_grace_seconds: float = 2.0,
+        python_workers: int = 8,
     ) -> None:
         if max_output_bytes <= MARKER_BYTES:
             raise ValueError(f"max_output_bytes must be greater than {MARKER_BYTES}")
@@ -43,6 +44,11 @@ class TargetRunner:
         self.max_output_bytes = max_output_bytes
         self.kill_grace_seconds = kill_grace_seconds
         self._cleanups: set[asyncio.Task[None]] = set()
+        self.python = PythonWorkers(python_workers)
+
+    def close(self) -> None:
+        """Release the python workers (those still running keep their thread to the end)."""
+        self.python.close()
 
     async def run(self, target: Target, ctx: RunContext) -> RunResult:
         """Execute `target` for the fire `ctx`; see each kind's module for the mapping."""
@@ -68,6 +74,13 @@ class TargetRunner:
                 None,
                 f"internal error while running the target: {type(exc).__name__}",
             )
+        # The target's own secrets never reach the store or logs: not in what an http or command
+        # target printed, nor in the error a python target raised (its return value stays).
+        secrets = target_secrets(target)
+        if isinstance(target, PythonTarget):
+            result = result.error_masked(secrets)
+        else:
+            result = result.masked(secrets)
         log.info(
             "target run finished",
             extra={
@@ -106,4 +119,4 @@ class TargetRunner:
         `ctx` is not passed to the callable. Details in
         `app.runner.targets.python.execute_python`.
         """
-        return await execute_python(target, self.max_output_bytes)
+        return await execute_python(target, self.max_output_bytes, self.python)
