@@ -56,3 +56,9 @@ class ServiceUnavailable(ChronosError):
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class Draining(ServiceUnavailable):
+    """The agent is shutting down (SIGTERM): nothing is admitted; retry on a replica that stays."""
+
+    kind = "draining"

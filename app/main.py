@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -17,12 +18,14 @@ from app.api.errors import install_error_handlers
 from app.api.openapi import describe_errors_and_fire
 from app.clock import Clock, utc_now
 from app.maintenance import maintenance_loop, startup_reconcile
-from app.services import build_services
+from app.services import DrainState, Services, build_services
 from app.settings import Settings
 from app.store import Store
 from app.version import USER_AGENT, VERSION
 
 TransportFactory = Callable[[], httpx.AsyncBaseTransport | None]
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -37,6 +40,8 @@ def create_app(
     outages there); job targets always use the network as it is.
     """
     settings.require_fire_config()
+    # Created with the app, not in the lifespan: the server that runs the app begins the drain.
+    drain = DrainState(grace=settings.shutdown_grace_seconds, settle=settings.drain_settle_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +59,7 @@ def create_app(
             follow_redirects=False,
         )
         services = build_services(settings, store, nas_http, target_http, clock)
+        services.drain = drain
         app.state.services = services
         tasks: list[asyncio.Task[None]] = []
         if settings.reconcile_on_startup:
@@ -67,15 +73,17 @@ def create_app(
                 name="maintenance",
             )
         )
+        drainer = asyncio.create_task(drain_on_signal(services, tasks), name="drain")
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await services.executor.shutdown(grace=10.0)
+            # Shutdown order: no new work (fires 503, background tasks stopped), runs finish
+            # within what is left of the grace or are stopped and their leases released, then
+            # the clients and the store close.
+            drain.begin()
+            await stop_tasks([drainer, *tasks])
+            services.executor.refuse_new_runs()
+            await services.executor.shutdown(grace=drain.grace_left())
             await nas_http.aclose()
             await target_http.aclose()
             await store.close()
@@ -87,9 +95,47 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.drain = drain
     install_error_handlers(app, retry_after_seconds=settings.retry_after_seconds)
     app.include_router(health_api.router)
     app.include_router(fire_api.router)
     app.include_router(jobs_api.router)
     describe_errors_and_fire(app)
     return app
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait until each has ended."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def drain_on_signal(services: Services, background: list[asyncio.Task[None]]) -> None:
+    """Once the drain begins (`chronos serve` got SIGTERM): stop the background work, so no
+    run is started or taken over here any more; give runs in flight what is left of the grace,
+    then stop the rest and release their leases; mark the drain finished once the settle time
+    passed too, so the server closes its listener. Fires answer 503 meanwhile."""
+    drain, executor = services.drain, services.executor
+    await drain.begun.wait()
+    log.info(
+        "draining: /readyz and fires answer 503",
+        extra={"runs": executor.active, "grace_seconds": drain.grace, "settle": drain.settle},
+    )
+    await stop_tasks(background)
+    executor.refuse_new_runs()
+
+    async def finish_runs() -> None:
+        await executor.wait_idle(drain.grace_left())
+        if executor.active:
+            released = await executor.stop_runs()
+            log.warning(
+                "drain: runs still going after the grace were stopped",
+                extra={"grace_seconds": drain.grace, "released": released},
+            )
+
+    await asyncio.gather(finish_runs(), asyncio.sleep(drain.settle_left()))
+    drain.finished = True
+    log.info("drained", extra={"seconds": round(drain.elapsed(), 2)})

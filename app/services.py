@@ -3,6 +3,8 @@ settings and the resources the app's lifespan owns."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 
 import httpx
@@ -30,6 +32,36 @@ class StartupState:
 
 
 @dataclass
+class DrainState:
+    """Graceful shutdown. `begin()` (on SIGTERM) turns `/readyz` and fires to 503 at once; runs
+    in flight then have `grace` seconds from that moment to finish. `finished` is set once they
+    did (or were stopped) and the `settle` time passed: the server may close its listener."""
+
+    grace: float = 20.0
+    settle: float = 0.0
+    draining: bool = False
+    finished: bool = False
+    started_at: float | None = None  # time.monotonic() when the drain began
+    begun: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def begin(self) -> None:
+        """Start draining (idempotent). Call it on the event loop's thread."""
+        if not self.draining:
+            self.draining = True
+            self.started_at = time.monotonic()
+            self.begun.set()
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started_at is None else time.monotonic() - self.started_at
+
+    def grace_left(self) -> float:
+        return max(0.0, self.grace - self.elapsed())
+
+    def settle_left(self) -> float:
+        return max(0.0, self.settle - self.elapsed())
+
+
+@dataclass
 class Services:
     settings: Settings
     store: Store
@@ -41,6 +73,7 @@ class Services:
     reconciler: Reconciler
     audit: ArmAudit
     startup: StartupState = field(default_factory=StartupState)
+    drain: DrainState = field(default_factory=DrainState)
 
 
 def nas_retry_budget(settings: Settings) -> RetryBudget:
@@ -77,7 +110,7 @@ def build_services(
         budget=nas_retry_budget(settings),
     )
     arm_budget = fire_arm_budget(settings)
-    pusher = OutboxPusher(store, nas, settings.callback_url, clock)
+    pusher = OutboxPusher(store, nas, settings.callback_url, clock, node_id=settings.node_id)
     audit = ArmAudit(
         store,
         nas,

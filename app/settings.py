@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     max_concurrent_runs: int = Field(default=32, ge=1)
     # Threads that call python targets' plain functions (and import their modules).
     python_workers: int = Field(default=8, ge=1)
+    # On SIGTERM: runs in flight get this long to finish; those still going are then stopped
+    # and their leases released, so another replica resumes them at once.
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    # On SIGTERM the agent keeps answering (`/readyz` and fires 503) at least this long, so
+    # that a load balancer sees it leave before its listener closes.
+    drain_settle_seconds: float = Field(default=2.0, ge=0)
     reconcile_concurrency: int = Field(default=8, ge=1)
     outbox_drain_interval_seconds: float = Field(default=10.0, gt=0)
     reconcile_on_startup: bool = True

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from app.api.deps import FiresDep, SettingsDep
+from app.api.deps import FiresDep, ServicesDep, SettingsDep
 from app.api.limits import read_body_limited
+from app.errors import Draining
 from app.validation import NO_NUL_PATTERN
 
 router = APIRouter(tags=["fire"])
@@ -49,6 +50,15 @@ _FIRE_BODY = {
 }
 
 
+def refuse_while_draining(services: ServicesDep, settings: SettingsDep) -> None:
+    """A draining agent (SIGTERM) admits nothing: NAS retries, on a replica that stays."""
+    if services.drain.draining:
+        raise Draining(
+            "the agent is shutting down; the fire was not admitted: retry",
+            retry_after=settings.retry_after_seconds,
+        )
+
+
 @router.post(
     "/api/cron/fire",
     summary="Receive a fire from NAS",
@@ -67,10 +77,14 @@ _FIRE_BODY = {
         401: {"description": "missing, invalid, expired or wrong-purpose token", **_ERROR},
         413: {"description": "body over 64 KiB", **_ERROR},
         503: {
-            "description": "admitted but next fire not armed yet, or store down: retry",
+            "description": (
+                "admitted but next fire not armed yet, store down, or the agent is draining"
+                " (error `draining`: nothing was read or admitted): retry after `Retry-After`"
+            ),
             **_ERROR,
         },
     },
+    dependencies=[Depends(refuse_while_draining)],
 )
 async def receive_fire(request: Request, fires: FiresDep, settings: SettingsDep) -> JSONResponse:
     raw = await read_body_limited(request, settings.max_fire_body_bytes)

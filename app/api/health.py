@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from app.api.deps import StartupDep, StoreDep
+from app.api.deps import ServicesDep, StartupDep, StoreDep
 from app.store import StoreUnavailable
 
 router = APIRouter(tags=["health"])
@@ -24,11 +24,20 @@ class Readiness(BaseModel):
 
 @router.get(
     "/readyz",
-    summary="The store answers and the startup reconcile finished",
+    summary="The store answers, the startup reconcile finished and the agent is not draining",
     response_model=Readiness,
-    responses={503: {"description": "not ready; `reason` says why", "model": Readiness}},
+    responses={
+        503: {
+            "description": (
+                "not ready; `reason` says why (`draining` from SIGTERM until the process exits)"
+            ),
+            "model": Readiness,
+        }
+    },
 )
-async def readyz(store: StoreDep, startup: StartupDep) -> JSONResponse:
+async def readyz(store: StoreDep, startup: StartupDep, services: ServicesDep) -> JSONResponse:
+    if services.drain.draining:
+        return JSONResponse({"status": "unavailable", "reason": "draining"}, status_code=503)
     try:
         await store.ping()
     except StoreUnavailable:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from app.api.deps import AdminDep, JobsDep, ReconcilerDep
 from app.api.limits import AdminBodyLimitRoute
+from app.domain.states import RunStatus
 from app.jobs.schemas import MAX_NAME_LENGTH, JobCreate, JobOut, JobPatch, RunOut
 from app.jobs.service import JobService
 from app.validation import SafeText
@@ -152,6 +153,19 @@ async def list_runs(
     job_id: JobId, jobs: JobsDep, limit: int = Query(default=50, ge=1, le=1000)
 ) -> list[RunOut]:
     return [RunOut.from_record(f) for f in await jobs.runs(job_id, limit=limit)]
+
+
+@router.get(
+    "/runs",
+    response_model=list[RunOut],
+    summary="Runs of every job, newest first; `?status=failed` lists the failed ones",
+)
+async def list_runs_across_jobs(
+    jobs: JobsDep,
+    status: RunStatus | None = Query(default=None, description="only runs in this status"),
+    limit: int = Query(default=50, ge=1, le=1000),
+) -> list[RunOut]:
+    return [RunOut.from_record(f) for f in await jobs.runs_across_jobs(status, limit=limit)]
 
 
 @router.post("/reconcile", summary="Reconcile NAS arms with the store now")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,7 +21,44 @@ from app.cli.console import fail, out
 from app.settings import ConfigError
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from app.emulator import EmulatorConfig
+    from app.services import DrainState
+
+
+HTTP_SHUTDOWN_SECONDS = 5
+
+
+def draining_server(config: uvicorn.Config, drain: DrainState) -> uvicorn.Server:
+    """A uvicorn server that drains the app on SIGTERM or SIGINT.
+
+    The first signal begins the drain (`/readyz` and fires answer 503 at once) and the server
+    goes on serving until the app marks the drain finished (runs ended or stopped, the settle
+    time passed); then uvicorn closes the listener, lets open requests end and runs the
+    lifespan's shutdown. The process then exits 0. A second signal closes the listener at once
+    (uvicorn's own exit: the lifespan's shutdown still gives runs what is left of the grace,
+    then stops them and releases their leases; the process then ends by that signal)."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+            self._loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if drain.draining or not self.started:
+                super().handle_exit(sig, frame)
+                return
+            # A signal handler runs between two steps of the loop: hand the work to the loop.
+            # The signal is not recorded for uvicorn to raise again once stopped: a drained
+            # agent exits 0.
+            self._loop.call_soon_threadsafe(drain.begin)
+
+        async def on_tick(self, counter: int) -> bool:
+            return drain.finished or await super().on_tick(counter)
+
+    return DrainingServer(config)
 
 
 def serve(
@@ -42,14 +81,22 @@ def serve(
     )
     for warning in settings.weak_secret_warnings():
         logging.getLogger("app.settings").warning(warning)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,
         proxy_headers=True,
         forwarded_allow_ips="*",
+        # Requests still open once the drain finished (fires are refused by then) get this
+        # long; the lifespan's shutdown follows.
+        timeout_graceful_shutdown=HTTP_SHUTDOWN_SECONDS,
     )
+    server = draining_server(config, app.state.drain)
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's own code for a failed start
 
 
 def migrate() -> None:

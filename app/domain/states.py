@@ -13,12 +13,14 @@ class JobState(StrEnum):
 
 
 class RunStatus(StrEnum):
-    """A fire's (run's) status. `buffered`, `queued` and `running` are open; the others are
-    final. `queued`: admitted to run, waiting in the store for a replica with capacity."""
+    """A fire's (run's) status. `buffered`, `queued`, `running` and `retrying` are open; the
+    others are final. `queued`: admitted to run, waiting in the store for a replica with
+    capacity. `retrying`: an attempt failed and the next one waits for its `retry_at`."""
 
     BUFFERED = "buffered"
     QUEUED = "queued"
     RUNNING = "running"
+    RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"

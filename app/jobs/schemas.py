@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from app.domain.records import FireRecord, JobRecord, OutboxRecord
+from app.domain.records import AttemptRecord, FireRecord, JobRecord, OutboxRecord, RetryPolicy
 from app.domain.states import Catchup, JobState, Overlap, RunKind, RunStatus
 from app.jobs.redaction import redact_target
 from app.runner.targets import Target
@@ -29,9 +29,46 @@ _CATCHUP = (
 )
 _OVERLAP = "when a fire comes while the previous run is going: skip it, allow both, or buffer_one"
 _REPEAT = "runs before the job completes; default 1 for one-shots (null: no limit)"
+_RETRY = (
+    "how a failed run (non-2xx answer, non-zero exit, exception, timeout) is tried again, with"
+    " the same Idempotency-Key / CHRONOS_DEDUP_KEY; default: never"
+)
 # Integer columns are 32-bit on PostgreSQL: every integer a job stores fits one.
 MAX_INT32 = 2**31 - 1
 MAX_NAME_LENGTH = 200  # the column's length, as for `schedule`
+MAX_ATTEMPTS = 20
+MAX_BACKOFF_SECONDS = 86_400  # one day
+
+
+class RetrySpec(BaseModel):
+    """A job's retry policy. The n-th retry waits `backoff_seconds * 2^(n-1)` seconds, at most
+    `max_backoff_seconds`, jittered down to half of that."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_ATTEMPTS,
+        description="attempts in all, the first included (1: never retried)",
+    )
+    backoff_seconds: int = Field(
+        default=10, ge=1, le=MAX_BACKOFF_SECONDS, description="the wait before the first retry"
+    )
+    max_backoff_seconds: int = Field(
+        default=600, ge=1, le=MAX_BACKOFF_SECONDS, description="the longest wait between attempts"
+    )
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.backoff_seconds, self.max_backoff_seconds)
+
+    @classmethod
+    def of(cls, policy: RetryPolicy) -> RetrySpec:
+        return cls(
+            max_attempts=policy.max_attempts,
+            backoff_seconds=policy.backoff_seconds,
+            max_backoff_seconds=policy.max_backoff_seconds,
+        )
 
 
 class JobCreate(BaseModel):
@@ -52,6 +89,7 @@ class JobCreate(BaseModel):
     misfire_grace_seconds: int | None = Field(default=None, ge=0, le=MAX_INT32, description=_GRACE)
     catchup: Catchup = Field(default=Catchup.RUN_ONCE, description=_CATCHUP)
     overlap: Overlap = Field(default=Overlap.SKIP, description=_OVERLAP)
+    retry: RetrySpec = Field(default_factory=RetrySpec, description=_RETRY)
 
 
 class JobPatch(BaseModel):
@@ -65,6 +103,11 @@ class JobPatch(BaseModel):
     misfire_grace_seconds: int | None = Field(default=None, ge=0, le=MAX_INT32, description=_GRACE)
     catchup: Catchup | None = None
     overlap: Overlap | None = None
+    retry: RetrySpec | None = Field(
+        default=None,
+        description="replaces the whole policy (omitted fields take their defaults);"
+        " null: never retried",
+    )
 
 
 class JobOut(BaseModel):
@@ -85,6 +128,7 @@ class JobOut(BaseModel):
     misfire_grace_seconds: int | None
     catchup: Catchup
     overlap: Overlap
+    retry: RetrySpec
     created_at: UtcTime
     updated_at: UtcTime
     completed_at: UtcTime | None
@@ -126,6 +170,7 @@ class JobOut(BaseModel):
             misfire_grace_seconds=job.misfire_grace_seconds,
             catchup=job.catchup,
             overlap=job.overlap,
+            retry=RetrySpec.of(job.retry),
             created_at=job.created_at,
             updated_at=job.updated_at,
             completed_at=job.completed_at,
@@ -135,7 +180,31 @@ class JobOut(BaseModel):
         )
 
 
+class AttemptOut(BaseModel):
+    attempt: int
+    status: RunStatus = Field(description="failed or timed_out")
+    started_at: UtcTime | None
+    finished_at: UtcTime
+    outcome: str | None
+    error: str | None
+
+    @classmethod
+    def from_record(cls, attempt: AttemptRecord) -> AttemptOut:
+        return cls(
+            attempt=attempt.attempt,
+            status=attempt.status,
+            started_at=attempt.started_at,
+            finished_at=attempt.finished_at,
+            outcome=attempt.outcome,
+            error=attempt.error,
+        )
+
+
 class RunOut(BaseModel):
+    """One fire (a run, when it runs) with all its attempts: `attempt` is the latest, and
+    `previous_attempts` how the earlier ones ended."""
+
+    job_id: str
     key: str = Field(
         description="`{job_id}:{fire_at}` for scheduled fires, `manual:<uuid>` for manual runs"
     )
@@ -143,7 +212,16 @@ class RunOut(BaseModel):
     fire_at: UtcTime
     status: RunStatus
     count: int = Field(description="schedule slots this record stands for (coalesced missed slots)")
-    attempt: int
+    attempt: int = Field(
+        description="the latest attempt, from 1: a retry, or a resume after a replica died,"
+        " counts one more"
+    )
+    retry_at: UtcTime | None = Field(
+        default=None, description="status `retrying`: when the next attempt is due"
+    )
+    previous_attempts: list[AttemptOut] = Field(
+        default_factory=list, description="earlier attempts that failed and were retried"
+    )
     started_at: UtcTime | None
     finished_at: UtcTime | None
     outcome: str | None
@@ -153,12 +231,15 @@ class RunOut(BaseModel):
     @classmethod
     def from_record(cls, fire: FireRecord) -> RunOut:
         return cls(
+            job_id=fire.job_id,
             key=fire.dedup_key,
             kind=fire.kind,
             fire_at=fire.fire_at,
             status=fire.status,
             count=fire.slots,
             attempt=fire.attempt,
+            retry_at=fire.retry_at,
+            previous_attempts=[AttemptOut.from_record(a) for a in fire.previous_attempts],
             started_at=fire.started_at,
             finished_at=fire.finished_at,
             outcome=fire.outcome,

@@ -18,7 +18,7 @@ from app.errors import Conflict, InvalidRequest, NotFound
 from app.fire.catchup import catch_up
 from app.fire.policy import decide
 from app.jobs.preflight import require_runnable
-from app.jobs.schemas import JobCreate, JobPatch
+from app.jobs.schemas import JobCreate, JobPatch, RetrySpec
 from app.nas.client import RetryBudget
 from app.outbox import OutboxPusher
 from app.runner.executor import RunExecutor
@@ -37,6 +37,16 @@ def _parse(schedule: str, timezone: str) -> Schedule:
     except ScheduleError as exc:
         field = "timezone" if "timezone" in str(exc) else "schedule"
         raise InvalidRequest(f"{field}: {exc}") from exc
+
+
+def _retry_values(spec: RetrySpec | None) -> dict[str, int]:
+    """The job's columns for a retry policy (None: never retried)."""
+    policy = (spec or RetrySpec()).policy()
+    return {
+        "retry_max_attempts": policy.max_attempts,
+        "retry_backoff_seconds": policy.backoff_seconds,
+        "retry_max_backoff_seconds": policy.max_backoff_seconds,
+    }
 
 
 def _first_run(schedule: Schedule, repeat: int | None, now: datetime) -> datetime:
@@ -88,6 +98,11 @@ class JobService:
             await self._require(tx, job_id)
             return await tx.fires.list_for_job(job_id, limit=limit)
 
+    async def runs_across_jobs(self, status: RunStatus | None, *, limit: int) -> list[FireRecord]:
+        """Runs of every job, newest first; only those in `status` when given."""
+        async with self.store.transaction() as tx:
+            return await tx.fires.list_by_status(status, limit=limit)
+
     # -- changes -----------------------------------------------------------------------
 
     async def create(self, data: JobCreate) -> JobRecord:
@@ -113,6 +128,7 @@ class JobService:
             "misfire_grace_seconds": data.misfire_grace_seconds,
             "catchup": data.catchup,
             "overlap": data.overlap,
+            **_retry_values(data.retry),
         }
         async with self.store.transaction() as tx:
             job = await tx.jobs.insert(values)
@@ -124,11 +140,12 @@ class JobService:
     async def update(self, job_id: str, patch: JobPatch) -> JobRecord:
         """Apply a partial edit. Only a change of schedule or timezone re-arms the job."""
         now = self.clock()
-        # null clears `repeat` and `misfire_grace_seconds` (unlimited); elsewhere it is ignored.
+        # null clears `repeat` and `misfire_grace_seconds` (unlimited) and `retry` (never);
+        # elsewhere it is ignored.
         changes = {
             k: v
             for k, v in patch.model_dump(exclude_unset=True).items()
-            if v is not None or k in ("repeat", "misfire_grace_seconds")
+            if v is not None or k in ("repeat", "misfire_grace_seconds", "retry")
         }
         if patch.target is not None:
             await require_runnable(patch.target)
@@ -142,6 +159,8 @@ class JobService:
             for policy in ("repeat", "misfire_grace_seconds", "catchup", "overlap"):
                 if policy in changes:
                     values[policy] = changes[policy]
+            if "retry" in changes:
+                values.update(_retry_values(patch.retry))
             op: tuple[NasOp, datetime | None] | None = None
             new_schedule = changes.get("schedule", job.schedule)
             new_zone = changes.get("timezone", job.timezone)

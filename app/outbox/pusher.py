@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 import weakref
 from datetime import timedelta
+from enum import Enum
 
 from app.clock import Clock
 from app.domain.records import OutboxRecord
@@ -13,9 +15,24 @@ from app.domain.states import JobState, NasOp
 from app.logs import log_context
 from app.nas.client import NasClient, RetryBudget
 from app.nas.errors import CredentialsRefused, NasError, refused_for_good
-from app.store import Store, Tx
+from app.store import Store, StoreUnavailable, Tx
 
 log = logging.getLogger(__name__)
+
+
+# A claim on a job's operations lasts a few NAS call budgets (at least CLAIM_FLOOR seconds,
+# which also covers one request's read timeout past the budget): a pusher that dies
+# mid-push holds the job back that long at most.
+CLAIM_BUDGETS = 3
+CLAIM_FLOOR = 30.0
+CLAIM_POLL_SECONDS = 0.05  # how often a waiting push looks whether the claim was released
+
+
+class _Left(Enum):
+    """Why a push has no operation to send."""
+
+    NOTHING = "nothing"  # NAS holds what the job needs
+    CLAIMED_ELSEWHERE = "claimed_elsewhere"  # another replica is pushing the job's operations
 
 
 def _retry_delay(attempts: int) -> timedelta:
@@ -29,13 +46,28 @@ class OutboxPusher:
     it meanwhile; failures stay queued, counted, and are retried later: transient ones and
     refused credentials by the maintenance drain with backoff, operations NAS refused for good
     (parked) by the next reconcile or an explicit push of their job.
+
+    One pusher at a time sends a job's operations, across replicas: a push claims the job's
+    outbox row under `node_id` for a short lease (`OutboxRepository.claim`) and releases it
+    when NAS answered. A push that finds the row claimed by another live pusher sends nothing:
+    that pusher sends the newest operation before it lets go.
     """
 
-    def __init__(self, store: Store, nas: NasClient, callback_url: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        nas: NasClient,
+        callback_url: str,
+        clock: Clock,
+        *,
+        node_id: str | None = None,
+    ) -> None:
         self.store = store
         self.nas = nas
         self.callback_url = callback_url
         self.clock = clock
+        # Whose claim a claim is: unique per pusher, so two processes never share one.
+        self.node_id = node_id or f"pusher-{uuid.uuid4().hex[:16]}"
         # One push per job at a time in this process: a slow, older send must never land at
         # NAS after a newer one (the fire path, admin edits and the maintenance loop overlap).
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -57,33 +89,73 @@ class OutboxPusher:
         `within` bounds the whole push in seconds, waiting for the job's lock and NAS's answers
         included (a NAS that accepts connections but never answers); past it, the operation
         stays queued and the answer is False.
+
+        When another replica holds the job's claim, nothing is sent: without `within` the
+        answer is False at once; with it (a caller waits for the arm), the push polls until
+        the claim is released or lapses, within that bound, and then pushes what is left.
         """
         with log_context(job_id=job_id):
             try:
                 async with asyncio.timeout(within):
                     async with self._lock(job_id):
-                        return await self._push_job(job_id, budget)
+                        while (done := await self._push_job(job_id, budget)) is None:
+                            if within is None:
+                                log.info("NAS push skipped: another replica is pushing the job")
+                                return False
+                            await asyncio.sleep(CLAIM_POLL_SECONDS)
+                        return done
             except TimeoutError:
                 log.warning("NAS push timed out; kept in the outbox")
                 return False
 
-    async def _push_job(self, job_id: str, budget: RetryBudget | None) -> bool:
+    async def _push_job(self, job_id: str, budget: RetryBudget | None) -> bool | None:
+        """Push under the job's claim; None when another replica holds it."""
+        lease = timedelta(
+            seconds=max(CLAIM_FLOOR, CLAIM_BUDGETS * (budget or self.nas.budget).max_seconds)
+        )
         async with self.store.transaction() as tx:
-            op = await self._next_operation(tx, job_id)
+            op = await self._claim_next(tx, job_id, lease)
+        if not isinstance(op, OutboxRecord):
+            return None if op == _Left.CLAIMED_ELSEWHERE else True
+        try:
+            return await self._push_claimed(op, budget, lease)
+        finally:
+            await self._release(job_id)
+
+    async def _push_claimed(
+        self, op: OutboxRecord, budget: RetryBudget | None, lease: timedelta
+    ) -> bool | None:
         for _ in range(3):  # a newer operation may replace the one in flight
-            if op is None:
-                return True
             if not await self._send(op, budget):
                 return False
             async with self.store.transaction() as tx:
                 # Only this very operation leaves the outbox; a newer one stays queued. What NAS
                 # acknowledged is what it holds now, whichever operation that was.
-                await tx.outbox.ack(job_id, op.op_id)
+                await tx.outbox.ack(op.job_id, op.op_id)
                 await tx.jobs.record_nas_arm(
-                    job_id, op.fire_at if op.op == NasOp.PROVISION else None
+                    op.job_id, op.fire_at if op.op == NasOp.PROVISION else None
                 )
-                op = await self._next_operation(tx, job_id)
-        return op is None
+                left = await self._claim_next(tx, op.job_id, lease)
+            if not isinstance(left, OutboxRecord):
+                return None if left == _Left.CLAIMED_ELSEWHERE else True
+            op = left
+        return False  # replaced three times while in flight: the drain pushes the rest
+
+    async def _claim_next(self, tx: Tx, job_id: str, lease: timedelta) -> OutboxRecord | _Left:
+        """The job's next operation, claimed (or the claim renewed) for this pusher."""
+        if await self._next_operation(tx, job_id) is None:
+            return _Left.NOTHING
+        now = self.clock()
+        claimed = await tx.outbox.claim(job_id, self.node_id, now, now + lease)
+        return claimed if claimed is not None else _Left.CLAIMED_ELSEWHERE
+
+    async def _release(self, job_id: str) -> None:
+        """Let go of the job's claim; if the store cannot be reached, the claim lapses."""
+        try:
+            async with asyncio.timeout(5.0), self.store.transaction() as tx:
+                await tx.outbox.release(job_id, self.node_id)
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.warning("could not release the outbox claim; it lapses", extra={"error": str(exc)})
 
     async def _next_operation(self, tx: Tx, job_id: str) -> OutboxRecord | None:
         """The job's pending operation; else, when NAS's acknowledged arm is not what the job
@@ -110,8 +182,9 @@ class OutboxPusher:
         """
         async with self.store.transaction() as tx:
             ops = await tx.outbox.list_all()
+        now = self.clock()
+        ops = [op for op in ops if not op.claimed_by_other(self.node_id, now)]
         if backoff:
-            now = self.clock()
             ops = [
                 op
                 for op in ops

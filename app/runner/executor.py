@@ -15,6 +15,7 @@ from app.domain.fires import fire_dedup_key
 from app.domain.records import FireRecord
 from app.domain.states import RunKind, RunStatus
 from app.logs import log_context
+from app.runner.leases import release_leases
 from app.runner.outcomes import OutcomeRecorder, Recorded, RetryPace, persist, take_buffered
 from app.runner.targets import RunContext, RunResult, TargetRunner, parse_target
 from app.store import Store, StoreUnavailable
@@ -28,7 +29,7 @@ def run_context(fire: FireRecord) -> RunContext:
     key = fire.dedup_key
     if fire.kind == RunKind.CATCHUP:
         key = fire_dedup_key(fire.job_id, fire.fire_at)
-    return RunContext(job_id=fire.job_id, fire_at=fire.fire_at, dedup_key=key)
+    return RunContext(fire.job_id, fire.fire_at, key, attempt=fire.attempt)
 
 
 def run_log_fields(fire: FireRecord) -> dict[str, object]:
@@ -133,13 +134,23 @@ class RunExecutor:
             await asyncio.wait(set(self._tasks), timeout=left)
 
     async def shutdown(self, grace: float) -> None:
-        """Let runs finish for `grace` seconds, then cancel; their leases expire and are resumed."""
+        """Let runs finish for `grace` seconds, then `stop_runs`; close the target runner."""
         await self.wait_idle(grace)
+        await self.stop_runs()
+        self.targets.close()
+
+    def refuse_new_runs(self) -> None:
+        """Stopping: fires started from now on wait in the store as `queued`, none is claimed."""
+        self.capacity = 0
+
+    async def stop_runs(self) -> int:
+        """Stop the runs held here now (a command's process group is killed), then release their
+        leases at once: another replica resumes them at its next round. Returns how many."""
+        held = set(self._local)
         for task in list(self._tasks):
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.targets.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return len(await release_leases(self.store, self.node_id, held))
 
     async def recover_expired(self) -> int:
         """Take over fires whose lease expired, and run (or queue) them again; returns how many.

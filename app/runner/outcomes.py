@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from app.domain.records import FireRecord
+from app.domain.records import AttemptRecord, FireRecord, RetryPolicy
+from app.domain.states import RunStatus
 from app.runner.targets import RunResult
 from app.store import Store, StoreUnavailable, Tx
 
@@ -82,25 +83,42 @@ def storable(text: str | None) -> str | None:
     return text.replace("\x00", "\ufffd").encode("utf-8", errors="replace").decode("utf-8")
 
 
+FAILURES = (RunStatus.FAILED, RunStatus.TIMED_OUT)  # the ends a retry policy retries
+
+
 @dataclass(frozen=True)
 class Recorded:
     """What recording a run's end did: `recorded` False when a newer attempt owns the fire;
-    `buffered` the job's buffered fire it started, to run with `target`."""
+    `buffered` the job's buffered fire it started, to run with `target`; `retry_at` when the
+    attempt failed and the next one waits in the store (status `retrying`)."""
 
     recorded: bool
     buffered: FireRecord | None = None
     target: dict[str, object] | None = None
+    retry_at: datetime | None = None
 
 
 class OutcomeRecorder:
     """Records runs' ends under their fencing token (`tx.fires.finish`), and in the same
-    transaction starts the job's buffered fire, leased to `node_id`."""
+    transaction starts the job's buffered fire, leased to `node_id`. A failed attempt that
+    the job's retry policy retries is recorded instead as `retrying` (`tx.fires.retry_later`):
+    the run is still going, and any replica starts its next attempt once due
+    (`queue_due_retries`)."""
 
-    def __init__(self, store: Store, *, node_id: str, lease: timedelta, pace: RetryPace) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        node_id: str,
+        lease: timedelta,
+        pace: RetryPace,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self.store = store
         self.node_id = node_id
         self.lease = lease
         self.pace = pace
+        self.jitter = jitter
 
     async def record(
         self, fire: FireRecord, result: RunResult, finished_at: datetime, lease_lost: asyncio.Event
@@ -141,6 +159,12 @@ class OutcomeRecorder:
         async with self.store.transaction() as tx:
             # Lock the job first: an admission buffering a fire for it waits for us.
             job = await tx.jobs.get(fire.job_id, for_update=True)
+            if (
+                job is not None
+                and result.status in FAILURES
+                and job.retry.retries_after(fire.attempt)
+            ):
+                return await self._retry_later(tx, fire, job.retry, result, now, output, error)
             recorded = await tx.fires.finish(
                 fire.id,
                 fire.fencing_token,
@@ -158,6 +182,38 @@ class OutcomeRecorder:
             )
             return Recorded(True, buffered, job.target)
 
+    async def _retry_later(
+        self,
+        tx: Tx,
+        fire: FireRecord,
+        policy: RetryPolicy,
+        result: RunResult,
+        now: datetime,
+        output: str | None,
+        error: str | None,
+    ) -> Recorded:
+        """Keep the failed attempt in the fire's history; the next waits as `retrying`."""
+        retry_at = now + policy.delay(fire.attempt, self.jitter())
+        outcome = storable(result.outcome)
+        failed = AttemptRecord(fire.attempt, result.status, fire.started_at, now, outcome, error)
+        recorded = await tx.fires.retry_later(
+            fire.id,
+            fire.fencing_token,
+            retry_at=retry_at,
+            failed=failed,
+            outcome=outcome,
+            output=output,
+            error=error,
+        )
+        if not recorded:
+            return Recorded(False)
+        await tx.jobs.update(fire.job_id, {"last_status": RunStatus.RETRYING})
+        log.warning(
+            "run failed; its next attempt waits for its retry time",
+            extra={"status": result.status, "retry_at": retry_at.isoformat()},
+        )
+        return Recorded(True, retry_at=retry_at)
+
 
 async def take_buffered(
     tx: Tx, job_id: str, now: datetime, *, owner: str, lease: timedelta
@@ -170,3 +226,10 @@ async def take_buffered(
     return await tx.fires.start_buffered(
         waiting, owner=owner, lease_expires_at=now + lease, now=now
     )
+
+
+async def queue_due_retries(store: Store, now: datetime) -> int:
+    """Put runs whose next attempt is due back in the store's queue, where whichever replica
+    has capacity starts them (`RunExecutor.start_queued`); returns how many."""
+    async with store.transaction() as tx:
+        return await tx.fires.queue_due_retries(now)

@@ -9,10 +9,10 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain.records import FireRecord
+from app.domain.records import AttemptRecord, FireRecord
 from app.domain.states import RunStatus
 from app.store.errors import DuplicateFire
-from app.store.rows import fire_from_row
+from app.store.rows import attempt_to_json, fire_from_row
 from app.store.tables import fires
 
 
@@ -62,12 +62,12 @@ class FireRepository:
         return [fire_from_row(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def running_count(self, job_id: str, now: datetime) -> int:
-        """Runs of the job going on now or queued to start: a run whose lease expired (its
-        replica died) is not."""
+        """Runs of the job going on now, queued to start or awaiting a retry: a run whose lease
+        expired (its replica died) is not."""
         stmt = select(func.count()).where(
             fires.c.job_id == job_id,
             or_(
-                fires.c.status == RunStatus.QUEUED,
+                fires.c.status.in_((RunStatus.QUEUED, RunStatus.RETRYING)),
                 and_(fires.c.status == RunStatus.RUNNING, fires.c.lease_expires_at >= now),
             ),
         )
@@ -106,7 +106,7 @@ class FireRepository:
         """Buffered fires whose job has no run going or queued: the replica that should start
         them died."""
         running = select(fires.c.job_id).where(
-            fires.c.status.in_((RunStatus.RUNNING, RunStatus.QUEUED))
+            fires.c.status.in_((RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.RETRYING))
         )
         stmt = (
             select(fires)
@@ -236,8 +236,78 @@ class FireRepository:
         )
         return result.rowcount == 1
 
+    async def retry_later(
+        self,
+        fire_id: int,
+        fencing_token: int,
+        *,
+        retry_at: datetime,
+        failed: AttemptRecord,
+        outcome: str | None,
+        output: str | None,
+        error: str | None,
+    ) -> bool:
+        """Record a failed attempt (`failed`, appended to `previous_attempts`) and leave the
+        fire `retrying` until `retry_at`, its lease released; False if the lease was lost."""
+        held = _held(fire_id, fencing_token)
+        row = (await self.conn.execute(select(fires.c.previous_attempts).where(held))).first()
+        if row is None:
+            return False
+        result = await self.conn.execute(
+            update(fires)
+            .where(held)
+            .values(
+                status=RunStatus.RETRYING,
+                retry_at=retry_at,
+                previous_attempts=[*(row.previous_attempts or ()), attempt_to_json(failed)],
+                outcome=outcome,
+                output=output,
+                error=error,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+        return result.rowcount == 1
+
+    async def queue_due_retries(self, now: datetime, *, limit: int = 100) -> int:
+        """Move fires whose retry is due to `queued`, to be started by whichever replica has
+        capacity (`queued`, `claim_queued`: that claim counts the new attempt); returns how
+        many."""
+        due = (
+            select(fires.c.id)
+            .where(fires.c.status == RunStatus.RETRYING, fires.c.retry_at <= now)
+            .order_by(fires.c.retry_at, fires.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list((await self.conn.execute(due)).scalars().all())
+        if not ids:
+            return 0
+        result = await self.conn.execute(
+            update(fires)
+            .where(fires.c.id.in_(ids), fires.c.status == RunStatus.RETRYING)
+            .values(status=RunStatus.QUEUED, retry_at=None, started_at=None)
+        )
+        return int(result.rowcount or 0)
+
+    async def list_by_status(self, status: RunStatus | None, *, limit: int) -> list[FireRecord]:
+        """Runs of every job, newest first; only those in `status` when given."""
+        stmt = select(fires).order_by(fires.c.admitted_at.desc(), fires.c.id.desc()).limit(limit)
+        if status is not None:
+            stmt = stmt.where(fires.c.status == status)
+        return [fire_from_row(r) for r in (await self.conn.execute(stmt)).all()]
+
     async def delete_for_jobs(self, job_ids: list[str]) -> int:
         if not job_ids:
             return 0
         result = await self.conn.execute(delete(fires).where(fires.c.job_id.in_(job_ids)))
         return int(result.rowcount or 0)
+
+    async def release_lease(self, fire_id: int, fencing_token: int) -> bool:
+        """Give up a held lease at once (a stopping replica stopped the run): the fire stays
+        `running` with no lease, which `expired_leases` lists at once, so any replica takes it
+        over at its next round. False if the lease was no longer held under this token."""
+        result = await self.conn.execute(
+            update(fires).where(_held(fire_id, fencing_token)).values(lease_expires_at=None)
+        )
+        return result.rowcount == 1

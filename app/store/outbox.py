@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,7 +25,8 @@ class OutboxRepository:
         self, job_id: str, op: NasOp, fire_at: datetime | None, now: datetime
     ) -> OutboxRecord:
         """Make `op` the job's pending NAS operation, replacing any older one (parked or not),
-        under a new identity."""
+        under a new identity. A pusher's claim on the job is kept: the operation it is sending
+        must be answered before the new one is sent."""
         op_id = uuid.uuid4().hex
         values = {
             "job_id": job_id,
@@ -77,7 +78,7 @@ class OutboxRepository:
         self, job_id: str, op_id: str, error: str, now: datetime, *, park: bool = False
     ) -> None:
         """Count a failed push of this very operation; `park` it when NAS refused it for good,
-        else (un-parked) it waits for the backoff."""
+        else (un-parked) it waits for the backoff. The pusher's claim is released."""
         await self.conn.execute(
             update(outbox)
             .where(outbox.c.job_id == job_id, outbox.c.op_id == op_id)
@@ -86,5 +87,43 @@ class OutboxRepository:
                 last_error=error[:500],
                 updated_at=now,
                 parked_at=now if park else None,
+                claimed_by=None,
+                claimed_until=None,
             )
         )
+
+    async def claim(
+        self, job_id: str, owner: str, now: datetime, until: datetime
+    ) -> OutboxRecord | None:
+        """Claim the job's pending operation for `owner` until `until`, so that only `owner`
+        pushes the job's operations meanwhile; the operation as claimed, or None when there
+        is none or another pusher holds a claim that has not lapsed. `owner` may renew its
+        own claim. On PostgreSQL a row another transaction holds is skipped, not waited for."""
+        stmt = select(outbox).where(outbox.c.job_id == job_id)
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        row = (await self.conn.execute(stmt)).first()
+        if row is None or outbox_from_row(row).claimed_by_other(owner, now):
+            return None
+        result = await self.conn.execute(
+            update(outbox)
+            .where(
+                outbox.c.job_id == job_id,
+                or_(
+                    outbox.c.claimed_by.is_(None),
+                    outbox.c.claimed_by == owner,
+                    outbox.c.claimed_until < now,
+                ),
+            )
+            .values(claimed_by=owner, claimed_until=until)
+        )
+        return await self.get(job_id) if result.rowcount == 1 else None
+
+    async def release(self, job_id: str, owner: str) -> bool:
+        """Release `owner`'s claim on the job's operations, if it still holds one."""
+        result = await self.conn.execute(
+            update(outbox)
+            .where(outbox.c.job_id == job_id, outbox.c.claimed_by == owner)
+            .values(claimed_by=None, claimed_until=None)
+        )
+        return result.rowcount == 1

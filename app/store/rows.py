@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from app.domain.records import FireRecord, JobRecord, OutboxRecord
+from app.domain.records import AttemptRecord, FireRecord, JobRecord, OutboxRecord, RetryPolicy
 from app.domain.states import Catchup, JobState, NasOp, Overlap, RunKind, RunStatus
 
 
@@ -31,6 +32,11 @@ def job_from_row(row: Any) -> JobRecord:
         overlap=Overlap(m["overlap"]),
         completed_at=m["completed_at"],
         nas_armed_at=m["nas_armed_at"],
+        retry=RetryPolicy(
+            max_attempts=m["retry_max_attempts"],
+            backoff_seconds=m["retry_backoff_seconds"],
+            max_backoff_seconds=m["retry_max_backoff_seconds"],
+        ),
     )
 
 
@@ -54,7 +60,36 @@ def fire_from_row(row: Any) -> FireRecord:
         output=m["output"],
         error=m["error"],
         slots=m["slots"],
+        retry_at=m["retry_at"],
+        previous_attempts=tuple(attempt_from_json(a) for a in m["previous_attempts"] or ()),
     )
+
+
+def attempt_from_json(data: dict[str, Any]) -> AttemptRecord:
+    def when(key: str) -> datetime | None:
+        return datetime.fromisoformat(data[key]) if data.get(key) else None
+
+    finished_at = when("finished_at")
+    assert finished_at is not None
+    return AttemptRecord(
+        attempt=int(data["attempt"]),
+        status=RunStatus(data["status"]),
+        started_at=when("started_at"),
+        finished_at=finished_at,
+        outcome=data.get("outcome"),
+        error=data.get("error"),
+    )
+
+
+def attempt_to_json(attempt: AttemptRecord) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt,
+        "status": attempt.status.value,
+        "started_at": attempt.started_at.isoformat() if attempt.started_at else None,
+        "finished_at": attempt.finished_at.isoformat(),
+        "outcome": attempt.outcome,
+        "error": attempt.error,
+    }
 
 
 def outbox_from_row(row: Any) -> OutboxRecord:
@@ -69,4 +104,6 @@ def outbox_from_row(row: Any) -> OutboxRecord:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         parked_at=m["parked_at"],
+        claimed_by=m["claimed_by"],
+        claimed_until=m["claimed_until"],
     )

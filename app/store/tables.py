@@ -82,6 +82,10 @@ jobs = Table(
     # The fire NAS last acknowledged arming for this job (None: none, or cancelled), so "is the
     # next fire armed?" compares it with next_run_at (migration 0004).
     Column("nas_armed_at", UTCDateTime, nullable=True),
+    # Retry policy of failed runs (migration 0007); 1 attempt: never retried.
+    Column("retry_max_attempts", Integer, nullable=False, server_default="1"),
+    Column("retry_backoff_seconds", Integer, nullable=False, server_default="10"),
+    Column("retry_max_backoff_seconds", Integer, nullable=False, server_default="600"),
     Index("ix_jobs_state_completed_at", "state", "completed_at"),
 )
 
@@ -94,7 +98,7 @@ fires = Table(
     # "{job_id}:{fire_at}" for scheduled fires, "manual:{uuid}" for manual runs.
     Column("dedup_key", String(300), nullable=False),
     Column("kind", String(16), nullable=False),  # scheduled | manual | catchup
-    # buffered | queued | running | succeeded | failed | timed_out | missed | skipped
+    # buffered | queued | running | retrying | succeeded | failed | timed_out | missed | skipped
     Column("status", String(16), nullable=False),
     Column("attempt", Integer, nullable=False, default=1),
     Column("lease_owner", String(128), nullable=True),
@@ -108,9 +112,14 @@ fires = Table(
     Column("error", Text, nullable=True),
     # How many schedule slots this record stands for (coalesced missed slots share one).
     Column("slots", Integer, nullable=False, server_default="1"),
+    # Status `retrying`: when the next attempt is due; and how earlier attempts ended, a list
+    # of {attempt, status, started_at, finished_at, outcome, error} (migration 0007).
+    Column("retry_at", UTCDateTime, nullable=True),
+    Column("previous_attempts", JSON, nullable=True),
     UniqueConstraint("dedup_key", name="uq_fires_dedup_key"),
     Index("ix_fires_job_id_fire_at", "job_id", "fire_at"),
     Index("ix_fires_status_lease", "status", "lease_expires_at"),
+    Index("ix_fires_status_retry_at", "status", "retry_at"),
 )
 
 # Each fire token presented, bound to the fire (`job_id:fire_at` key) it was first presented
@@ -141,4 +150,20 @@ outbox = Table(
     # When NAS refused the operation for good (a 4xx other than 401/403); None: not parked,
     # retried with backoff (migration 0005).
     Column("parked_at", UTCDateTime, nullable=True),
+    # The replica pushing the job's operations now, until when: one pusher per job across
+    # replicas, so an older operation never lands at NAS after a newer one (migration 0007).
+    Column("claimed_by", String(128), nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+)
+
+# Housekeeping that one replica at a time does (the periodic reconcile, the retention
+# purges): the holder of a step's lease runs its rounds, the others skip them until the lease
+# lapses (its holder died or stopped). A row, not an advisory lock, so SQLite has it too
+# (migration 0007).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )

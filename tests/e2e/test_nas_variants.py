@@ -39,12 +39,13 @@ pytestmark = pytest.mark.e2e
 def test_an_every_2s_job_keeps_firing_once_per_fire(
     tmp_path: Path, database_url: str, nas_env: dict[str, str], agent_env: dict[str, str]
 ) -> None:
-    out_file = tmp_path / "fires.txt"
-    with (
-        deployment(tmp_path, database_url, nas_env=nas_env) as d,
-        d.start_agent(**agent_env),
-        d.admin() as admin,
-    ):
+    with deployment(tmp_path, database_url, nas_env=nas_env) as d:
+        d.agent_env.update(agent_env)
+        keeps_firing(d, tmp_path / "fires.txt")
+
+
+def keeps_firing(d: Deployment, out_file: Path) -> None:
+    with d.start_agent(), d.admin() as admin:
         job = d.add_job(admin, "variant", out_file)
         d.runs_once_each(admin, job["id"], out_file, at_least=3, timeout=45)
         assert_still_armed(d, admin, job["id"])

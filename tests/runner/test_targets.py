@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -284,6 +284,23 @@ async def test_http_2xx_succeeds_and_sends_idempotency_key_headers_and_json(
     assert json.loads(request["body"]) == {"report": [1, 2]}
 
 
+async def test_http_sends_the_attempt_with_the_same_idempotency_key(
+    server: LiveServer, runner: TargetRunner
+) -> None:
+    target = HttpTarget(
+        type="http", url=f"{server.base_url}/echo", headers={"Chronos-Attempt": "spoofed"}
+    )
+
+    for attempt in (1, 2):
+        await runner.run(target, replace(CTX, attempt=attempt))
+
+    sent = [
+        (r["headers"]["idempotency-key"], r["headers"]["chronos-attempt"])
+        for r in server.recorder.requests
+    ]
+    assert sent == [(CTX.dedup_key, "1"), (CTX.dedup_key, "2")]
+
+
 async def test_http_sends_a_str_body_as_is(server: LiveServer, runner: TargetRunner) -> None:
     target = HttpTarget(type="http", url=f"{server.base_url}/echo", method="PUT", body='{"raw": ')
 
@@ -488,6 +505,7 @@ async def test_command_environment_is_clean(
         "CHRONOS_JOB_ID": "job-7",
         "CHRONOS_FIRE_AT": "2025-01-02T03:04:05+00:00",
         "CHRONOS_DEDUP_KEY": "manual:1234",
+        "CHRONOS_ATTEMPT": "1",
     }
     assert "s3cret" not in result.output
 

@@ -9,10 +9,11 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, insert, inspect
 
 from app.store import Store
 from app.store.engine import MIGRATIONS
+from app.store.tables import jobs
 from tests.support.records import job_row
 
 pytestmark = pytest.mark.asyncio
@@ -55,7 +56,10 @@ async def test_0006_adds_fire_tokens_over_existing_jobs_and_downgrades(
     try:
         await store.migrate(PREVIOUS)
         async with store.transaction() as tx:
-            await tx.jobs.insert(job_row("job-a", next_run_at=T0, anchor_at=T0))
+            # Not `tx.jobs`: it reads the columns of the latest revision back.
+            await tx.conn.execute(
+                insert(jobs).values(job_row("job-a", next_run_at=T0, anchor_at=T0))
+            )
             assert not (await tx.conn.run_sync(_fire_token_tables))[0]
 
         await store.migrate()

@@ -54,7 +54,7 @@ async def test_0005_keeps_queued_operations_unparked(empty_database_url: str) ->
                 ),
                 {"t": T0.replace(tzinfo=None)},
             )
-        await store.migrate("0005")
+        await store.migrate()  # the repositories read the latest columns
         async with store.transaction() as tx:
             [kept] = await tx.outbox.list_all()
             await tx.outbox.note_failure("job-a", "op-a", "HTTP 422: again", T0, park=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from tests.support.keys import nas_signing_key, write_private_key
+from tests.support.keys import fire_claims, nas_signing_key, write_private_key
 from tests.support.processes import base_env, chronos_process
 from tests.support.servers import free_port
 
@@ -50,20 +51,26 @@ class Deployment:
     def agent_url(self) -> str:
         return f"http://127.0.0.1:{self.agent_port}"
 
-    def start_agent(self, **extra: str) -> Any:
+    def start_agent(
+        self, *, port: int | None = None, log_name: str = "agent.log", **extra: str
+    ) -> Any:
         """`chronos serve` against the emulator; `extra` CHRONOS_* variables win (set one to ""
-        to leave it out)."""
+        to leave it out). `port` (default `agent_port`) and `log_name` start another replica."""
+        port = port or self.agent_port
+        url = f"http://127.0.0.1:{port}"
         values = {
             "CHRONOS_ENV": "dev",
             "CHRONOS_DATABASE_URL": self.database_url,
             "CHRONOS_HOST": "127.0.0.1",
-            "CHRONOS_PORT": str(self.agent_port),
+            "CHRONOS_PORT": str(port),
             "CHRONOS_PORTAL_URL": self.nas_url,
-            "CHRONOS_CALLBACK_URL": self.agent_url,
+            "CHRONOS_CALLBACK_URL": url,
             "CHRONOS_EXPECTED_AUDIENCE": "agent:e2e",
             "CHRONOS_NAS_JWKS_URL": f"{self.nas_url}/.well-known/jwks.json",
             "CHRONOS_NAS_TOKEN": NAS_TOKEN,
             "CHRONOS_ADMIN_TOKEN": ADMIN_TOKEN,
+            # Stopping a test's agent need not wait for a load balancer to notice the drain.
+            "CHRONOS_DRAIN_SETTLE_SECONDS": "0",
             **self.agent_env,
             **extra,
         }
@@ -71,13 +78,13 @@ class Deployment:
             ["serve"],
             env=base_env(**{k: v for k, v in values.items() if v}),
             cwd=self.tmp_path,
-            log=self.tmp_path / "agent.log",
-            ready_url=f"{self.agent_url}/readyz",
+            log=self.tmp_path / log_name,
+            ready_url=f"{url}/readyz",
         )
 
-    def admin(self) -> httpx.Client:
+    def admin(self, url: str | None = None) -> httpx.Client:
         return httpx.Client(
-            base_url=self.agent_url,
+            base_url=url or self.agent_url,
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             timeout=10,
         )
@@ -103,6 +110,31 @@ class Deployment:
             data = response.json()
         arms = data["arms"] if isinstance(data, dict) else data
         return {a["job_id"]: a["fire_at"] for a in arms}
+
+    def faults(self, **body: Any) -> None:
+        """`POST /_emulator/faults` with `body`, or `DELETE` every fault without one."""
+        with self.nas() as nas:
+            response = (
+                nas.post("/_emulator/faults", json=body)
+                if body
+                else nas.delete("/_emulator/faults")
+            )
+        response.raise_for_status()
+
+    def fire(self, job_id: str, fire_at: str, *, url: str | None = None) -> httpx.Response:
+        """Deliver the fire `(job_id, fire_at)` to the agent (or `url`) as NAS would: a fresh
+        token (its own `jti`) signed with the emulator's key, so it counts as a re-delivery."""
+        with httpx.Client(timeout=30) as client:
+            kid = client.get(f"{self.nas_url}/.well-known/jwks.json").json()["keys"][0]["kid"]
+            claims = fire_claims(
+                "agent:e2e", self.nas_url, jti=uuid.uuid4().hex, job_id=job_id, fire_at=fire_at
+            )
+            token = nas_signing_key().with_kid(kid).mint(claims)
+            return client.post(
+                f"{url or self.agent_url}/api/cron/fire",
+                json={"job_id": job_id, "fire_at": fire_at},
+                headers={"Authorization": f"Bearer {token}"},
+            )
 
     def deliveries(self, job_id: str) -> list[dict[str, Any]]:
         with self.nas() as nas:

@@ -2,19 +2,31 @@
 
 exit 0 → succeeded, other exit → failed (`exit <code>` or `signal <NAME>`), over time →
 timed_out. The child leads its own session, so a timeout or cancellation kills its whole
-process group (SIGTERM, then SIGKILL after the grace period) and reaps it. The target's `env`
-values are masked (`***`) in the result, even when the program prints them itself.
+process group (SIGTERM, then SIGKILL after the grace period) and reaps it; the executor cancels
+a run whose lease another attempt took over, so that kills it too. The target's `env` values
+are masked (`***`) in the result, even when the program prints them itself.
+
+A run must not outlive its agent: after a `kill -9` (or OOM kill) of the agent, another replica
+takes the fire over, and the old process must not keep running beside the new attempt. Its own
+session is needed for the group kill above, so it cannot simply share the agent's process
+group; instead, on Linux, the child asks the kernel for SIGKILL when its parent dies
+(`prctl(PR_SET_PDEATHSIG)`, set between fork and exec). That covers the program itself, not the
+processes it starts (the setting is not inherited across fork): in a container, those die with
+the container's PID namespace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import pwd
 import signal
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 from app.domain.states import RunStatus
 from app.runner.targets.capture import BoundedCapture, bound_text
@@ -28,6 +40,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_LANG = "C.UTF-8"
 
 _REAP_TIMEOUT_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def command_environment(target: CommandTarget, ctx: RunContext) -> dict[str, str]:
@@ -45,6 +58,7 @@ def command_environment(target: CommandTarget, ctx: RunContext) -> dict[str, str
     env["CHRONOS_JOB_ID"] = ctx.job_id
     env["CHRONOS_FIRE_AT"] = utc_iso(ctx.fire_at)
     env["CHRONOS_DEDUP_KEY"] = ctx.dedup_key
+    env["CHRONOS_ATTEMPT"] = str(ctx.attempt)
     return env
 
 
@@ -92,6 +106,7 @@ async def _run_program(
             env=command_environment(target, ctx),
             cwd=target.cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent_hook(),
         )
     except OSError as exc:
         return RunResult(
@@ -129,6 +144,37 @@ async def _run_program(
     return RunResult(
         RunStatus.FAILED, outcome, stdout.text(), stderr.text() or f"{program} ended with {outcome}"
     )
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A `preexec_fn` making the child die (SIGKILL) with the agent; None off Linux.
+
+    It runs in the forked child before exec, so it only calls a foreign function prepared in
+    the parent and never raises. The parent is the forking thread: the event loop's."""
+    prctl = _libc_prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the agent died before the request took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return die_with_parent
+
+
+@functools.cache
+def _libc_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        # The symbols the interpreter is linked with (libc's among them): no library search.
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        log.warning("prctl unavailable: command runs will not die with the agent")
+        return None
+    return prctl
 
 
 async def _stop_process_group(

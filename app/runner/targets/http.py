@@ -26,7 +26,8 @@ async def execute_http(
 ) -> RunResult:
     """Send the request and map the answer; every failure is a `RunResult`.
 
-    The request carries `Idempotency-Key: <dedup_key>`, so a retried fire is recognisable.
+    The request carries `Idempotency-Key: <dedup_key>`, so a retried fire is recognisable,
+    and `Chronos-Attempt: <n>`.
     Redirects follow the shared client's policy. Errors never quote request headers, and the
     result never shows the target's secrets (`target_secrets`) nor URL userinfo.
     """
@@ -43,6 +44,7 @@ async def _exchange(
 ) -> RunResult:
     headers = httpx.Headers(target.headers)
     headers["Idempotency-Key"] = ctx.dedup_key
+    headers["Chronos-Attempt"] = str(ctx.attempt)
     request = client.build_request(
         target.method,
         target.url,

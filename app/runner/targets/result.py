@@ -15,11 +15,13 @@ from app.runner.targets.models import CommandTarget, HttpTarget, Target
 
 @dataclass(frozen=True)
 class RunContext:
-    """Which fire is running. `dedup_key` is `{job_id}:{fire_at}` or `manual:<uuid>`."""
+    """Which fire is running. `dedup_key` is `{job_id}:{fire_at}` or `manual:<uuid>`, the same
+    for every attempt; `attempt` counts from 1 (a retry, or a resume after a replica died)."""
 
     job_id: str
     fire_at: datetime
     dedup_key: str
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
