@@ -51,7 +51,12 @@ class Settings(BaseSettings):
     admin_token_file: Path | None = None
 
     # Identity of this replica: lease owner for the fires it runs.
-    node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    node_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()[:100]}-{uuid.uuid4().hex[:8]}",
+        min_length=1,
+        max_length=128,  # the lease-owner columns
+        pattern=r"^[^\x00-\x1f]+$",
+    )
 
     # NAS client
     nas_connect_timeout: float = Field(default=3.0, gt=0)

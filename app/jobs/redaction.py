@@ -14,14 +14,17 @@ REDACTED = "***"
 
 
 def redact_url(url: str) -> str:
-    """`url` with the password of its userinfo (if any) replaced by `***`."""
+    """`url` with the password of its userinfo replaced by `***`; a userinfo without password
+    is itself the credential (`https://TOKEN@host`), and is replaced whole."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return REDACTED
-    if parts.password is None:
+    if "@" not in parts.netloc:
         return url
     user, _, host = parts.netloc.rpartition("@")
+    if parts.password is None:
+        return urlunsplit(parts._replace(netloc=f"{REDACTED}@{host}"))
     name = user.split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{name}:{REDACTED}@{host}"))
 

@@ -118,9 +118,17 @@ class OutboxPusher:
         if not isinstance(op, OutboxRecord):
             return None if op == _Left.CLAIMED_ELSEWHERE else True
         try:
-            return await self._push_claimed(op, budget, lease)
-        finally:
+            done = await self._push_claimed(op, budget, lease)
+        except asyncio.CancelledError:
+            # Past the caller's time budget, a NAS call may still be in flight: the claim is
+            # left to lapse, so no other replica sends a newer operation that this old one
+            # could land behind.
+            raise
+        except BaseException:
             await self._release(job_id)
+            raise
+        await self._release(job_id)
+        return done
 
     async def _push_claimed(
         self, op: OutboxRecord, budget: RetryBudget | None, lease: timedelta
@@ -198,7 +206,12 @@ class OutboxPusher:
             async with gate:
                 return await self.push_job(job_id, budget=budget)
 
-        results = await asyncio.gather(*(push(op.job_id) for op in ops))
+        # Every push ends before this returns: a store outage in one leaves no other running
+        # unobserved; it is raised once all have ended.
+        results = await asyncio.gather(*(push(op.job_id) for op in ops), return_exceptions=True)
+        for failure in results:
+            if isinstance(failure, BaseException):
+                raise failure
         return sum(1 for ok in results if not ok)
 
     async def _send(self, op: OutboxRecord, budget: RetryBudget | None) -> bool:

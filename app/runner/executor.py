@@ -15,7 +15,7 @@ from app.domain.fires import fire_dedup_key
 from app.domain.records import FireRecord
 from app.domain.states import RunKind, RunStatus
 from app.logs import log_context
-from app.runner.leases import release_leases
+from app.runner.leases import RELEASE_TIMEOUT_SECONDS, release_leases
 from app.runner.outcomes import OutcomeRecorder, Recorded, RetryPace, persist, take_buffered
 from app.runner.targets import RunContext, RunResult, TargetRunner, parse_target
 from app.store import Store, StoreUnavailable
@@ -82,6 +82,7 @@ class RunExecutor:
         # Fires held here: their target runs, or their outcome waits to be recorded. They count
         # against the capacity.
         self._running: set[int] = set()
+        self._ending: set[asyncio.Future[Recorded]] = set()  # outcomes being written
         # Also held here, not counted: fires on their way back to the queue.
         self._local: set[int] = set()
         self._reserved = 0  # slots a claim of queued fires is filling
@@ -150,6 +151,8 @@ class RunExecutor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._ending:  # runs that ended: their outcome is written, not their fire released
+            await asyncio.wait(set(self._ending), timeout=RELEASE_TIMEOUT_SECONDS)
         return len(await release_leases(self.store, self.node_id, held))
 
     async def recover_expired(self) -> int:
@@ -162,15 +165,20 @@ class RunExecutor:
         if self.store.unavailable_within(self.lease.total_seconds()):
             return 0
         now = self.clock()
+        cutoff = now - self.lease / 2
         async with self.store.transaction() as tx:
-            expired = await tx.fires.expired_leases(now - self.lease / 2)
+            expired = await tx.fires.expired_leases(cutoff)
         taken = 0
         for fire in expired:
             if fire.id in self._local:
                 continue  # its run or its outcome is still held here: never taken over
             async with self.store.transaction() as tx:
                 mine = await tx.fires.take_over_lease(
-                    fire, owner=self.node_id, lease_expires_at=now + self.lease, now=now
+                    fire,
+                    owner=self.node_id,
+                    lease_expires_at=now + self.lease,
+                    now=now,
+                    expired_before=cutoff,
                 )
                 job = await tx.jobs.get(fire.job_id) if mine else None
             if mine is None:
@@ -277,7 +285,12 @@ class RunExecutor:
                     raise  # shutdown: the lease expires and another attempt resumes the fire
                 log.error("run stopped: its lease was lost, another attempt owns the fire")
                 return
-            done = await self._finish(fire, result, lease_lost)
+            # Shielded: a shutdown cancelling this run lets its outcome be written (stop_runs
+            # waits for it), instead of releasing a finished fire for another run.
+            ending = asyncio.ensure_future(self._finish(fire, result, lease_lost))
+            self._ending.add(ending)
+            ending.add_done_callback(self._ending.discard)
+            done = await asyncio.shield(ending)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -181,12 +181,27 @@ class FireRepository:
         return [fire_from_row(r) for r in (await self.conn.execute(stmt)).all()]
 
     async def take_over_lease(
-        self, fire: FireRecord, *, owner: str, lease_expires_at: datetime, now: datetime
+        self,
+        fire: FireRecord,
+        *,
+        owner: str,
+        lease_expires_at: datetime,
+        now: datetime,
+        expired_before: datetime | None = None,
     ) -> FireRecord | None:
-        """Claim an expired fire for `owner` with a new fencing token; None if someone else did."""
+        """Claim an expired fire for `owner` with a new fencing token; None if someone else did.
+
+        With `expired_before`, the lease must still be expired then (or released) as the row is
+        claimed: an owner that renewed since the fire was read as expired keeps its run."""
+        held = _held(fire.id, fire.fencing_token)
+        if expired_before is not None:
+            held = and_(
+                held,
+                or_(fires.c.lease_expires_at.is_(None), fires.c.lease_expires_at < expired_before),
+            )
         result = await self.conn.execute(
             update(fires)
-            .where(_held(fire.id, fire.fencing_token))
+            .where(held)
             .values(
                 lease_owner=owner,
                 lease_expires_at=lease_expires_at,

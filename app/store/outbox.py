@@ -78,7 +78,7 @@ class OutboxRepository:
         self, job_id: str, op_id: str, error: str, now: datetime, *, park: bool = False
     ) -> None:
         """Count a failed push of this very operation; `park` it when NAS refused it for good,
-        else (un-parked) it waits for the backoff. The pusher's claim is released."""
+        else (un-parked) it waits for the backoff. The claim stays: its holder releases it."""
         await self.conn.execute(
             update(outbox)
             .where(outbox.c.job_id == job_id, outbox.c.op_id == op_id)
@@ -87,8 +87,6 @@ class OutboxRepository:
                 last_error=error[:500],
                 updated_at=now,
                 parked_at=now if park else None,
-                claimed_by=None,
-                claimed_until=None,
             )
         )
 

@@ -62,5 +62,6 @@ async def test_redaction_keeps_names_and_never_changes_the_stored_data() -> None
     assert redact_target(stored)["headers"] == {"Authorization": "***", "X-Plain": "***"}
     assert stored == HTTP
     assert redact_url("https://example.com/x") == "https://example.com/x"
-    assert redact_url("https://robot@example.com/x") == "https://robot@example.com/x"
+    # a userinfo without password is a credential itself (https://TOKEN@host)
+    assert redact_url("https://ghp_token123@example.com/x") == "https://***@example.com/x"
     assert redact_url("https://:pw@example.com:8443/x") == "https://:***@example.com:8443/x"

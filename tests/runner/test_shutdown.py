@@ -5,6 +5,7 @@ took over is never released by the old holder."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -13,7 +14,14 @@ import pytest
 
 from app.domain.states import RunStatus
 from app.store import Store
-from tests.runner.support import ManualClock, admit, eventually, replica, stored
+from tests.runner.support import (
+    ManualClock,
+    SwitchableStore,
+    admit,
+    eventually,
+    replica,
+    stored,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -99,3 +107,33 @@ async def test_new_runs_wait_in_the_store_while_stopping(store: Store) -> None:
         queued = await stored(store, fire.id)
         assert queued.status == RunStatus.QUEUED
         assert queued.lease_owner is None
+
+
+async def test_an_outcome_still_being_written_at_shutdown_is_written_not_released(
+    store: Store,
+) -> None:
+    """A run that ended just before the stop, its end write waiting out a store blink: the
+    shutdown lets the write land instead of releasing a finished fire for another run."""
+    clock = ManualClock()
+    switch = SwitchableStore(store)
+    async with httpx.AsyncClient() as http:
+        executor = replica(switch, http, "a", clock=clock, lease=LEASE)
+        fire = await admit(store, "a", now=clock(), lease=LEASE)
+        switch.down = True
+        executor.start(fire, command("-c", "pass"))
+
+        async def end_write_waiting() -> bool:
+            return executor.outcomes_waiting > 0
+
+        await eventually(end_write_waiting, "the end write to wait for the store")
+        stopping = asyncio.create_task(executor.shutdown(grace=0))
+        await asyncio.sleep(0.3)
+        switch.down = False
+        await stopping
+    done = await stored(store, fire.id)
+    assert done.status == RunStatus.SUCCEEDED
+    assert done.attempt == 1
+    staying_clock = ManualClock()
+    async with httpx.AsyncClient() as http:
+        staying = replica(store, http, "b", clock=staying_clock, lease=LEASE)
+        assert await staying.recover_expired() == 0

@@ -51,7 +51,9 @@ async def test_a_claim_lapses_after_its_lease(store: Store) -> None:
     assert await claim(store, "b", T0 + LEASE + timedelta(seconds=1)) == "b"
 
 
-async def test_a_newer_operation_keeps_the_claim_and_a_failure_releases_it(store: Store) -> None:
+async def test_a_newer_operation_keeps_the_claim_and_only_its_holder_releases_it(
+    store: Store,
+) -> None:
     await queue(store)
     assert await claim(store, "a") == "a"
     newer = await queue(store, fire_at=FIRE_AT + timedelta(hours=1))
@@ -62,6 +64,10 @@ async def test_a_newer_operation_keeps_the_claim_and_a_failure_releases_it(store
     assert await claim(store, "b") is None  # a sends the newer one before it lets go
     async with store.transaction() as tx:
         await tx.outbox.note_failure("job-a", newer, "HTTP 503", T0)
+        assert not await tx.outbox.release("job-a", "b")  # not b's to release
+    assert await claim(store, "b") is None  # a failure counts; the claim stays a's
+    async with store.transaction() as tx:
+        assert await tx.outbox.release("job-a", "a")
     assert await claim(store, "b") == "b"
 
 

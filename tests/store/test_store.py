@@ -267,3 +267,30 @@ async def test_long_job_ids_fit(store: Store) -> None:
         await tx.fires.insert(fire_values(job_id=long_id))
         await tx.outbox.queue(long_id, NasOp.CANCEL, None, T0)
         assert (await tx.outbox.get(long_id)) is not None
+
+
+async def test_a_lease_renewed_after_it_was_read_as_expired_is_not_taken_over(
+    store: Store,
+) -> None:
+    """Between reading a fire as expired and claiming it, its owner may renew (a store blink
+    ended): the claim re-checks the expiry, so a live run is never run twice."""
+    async with store.transaction() as tx:
+        await tx.jobs.insert(job_values())
+        fire = await tx.fires.insert(fire_values(lease_expires_at=T0 - timedelta(seconds=1)))
+    now = T0 + timedelta(seconds=5)
+    async with store.transaction() as tx:
+        [expired] = await tx.fires.expired_leases(now)
+    async with store.transaction() as tx:  # the owner is back and renews
+        assert await tx.fires.renew_lease(fire.id, 1, now + timedelta(seconds=60))
+    async with store.transaction() as tx:
+        taken = await tx.fires.take_over_lease(
+            expired,
+            owner="node-b",
+            lease_expires_at=now + timedelta(seconds=60),
+            now=now,
+            expired_before=now,
+        )
+    assert taken is None
+    async with store.transaction() as tx:
+        still = await tx.fires.get(fire.id)
+    assert still is not None and still.fencing_token == 1 and still.attempt == 1
