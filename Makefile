@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast test-sqlite test-postgres chaos lint typecheck fmt lock clean
+.PHONY: run test test-fast test-sqlite test-postgres chaos bench lint typecheck fmt lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,19 @@ CHAOS_DIR ?= /tmp/chronos-chaos
 chaos: $(VENV)/.installed-dev
 	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_SEED=$(CHAOS_SEED) \
 		$(BIN)/pytest -m chaos -s -p no:cacheprovider --basetemp=$(CHAOS_DIR) $(PYTEST_ARGS) tests/chaos
+
+# Today's figures against a bare FastAPI + uvicorn app (bench/README.md): SQLite, then
+# PostgreSQL at BENCH_DATABASE_URL when reachable (a fresh database per run). Not part of
+# `make test`; installs wrk when missing and bench/requirements.txt (matplotlib) into the venv.
+BENCH_DATABASE_URL ?= $(PG_TEST_URL)
+$(VENV)/.installed-bench: bench/requirements.txt | $(VENV)/.installed-run
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: $(VENV)/.installed-run $(VENV)/.installed-bench
+	@command -v wrk >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y wrk; else sudo apt-get install -y wrk; fi; }
+	BENCH_DATABASE_URL="$(BENCH_DATABASE_URL)" $(BIN)/python -m bench.run
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
