@@ -138,7 +138,9 @@ class OutboxPusher:
                 return False
             async with self.store.transaction() as tx:
                 # Only this very operation leaves the outbox; a newer one stays queued. What NAS
-                # acknowledged is what it holds now, whichever operation that was.
+                # acknowledged is what it holds now, whichever operation that was. The job row
+                # is locked first, as admissions lock it before the outbox: no deadlock.
+                await tx.jobs.get(op.job_id, for_update=True)
                 await tx.outbox.ack(op.job_id, op.op_id)
                 await tx.jobs.record_nas_arm(
                     op.job_id, op.fire_at if op.op == NasOp.PROVISION else None

@@ -80,6 +80,11 @@ def test_fires_during_a_nas_outage_answer_503_within_budget_and_run_once(
         # the test's), and the next one is armed in its place.
         d.faults()
         recovered = d.fire(job_id, fire_at)
+        for _ in range(5):  # NAS re-delivers any 503 (the released arm may still be landing)
+            if recovered.status_code != 503:
+                break
+            time.sleep(float(recovered.headers.get("Retry-After", "1")))
+            recovered = d.fire(job_id, fire_at)
         assert recovered.status_code == 200, recovered.text
         assert recovered.json()["status"] == "duplicate"
 
