@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from app.clock import Clock
-from app.domain.records import JobRecord
-from app.domain.states import JobState, NasOp
 from app.fire.catchup import catch_up
 from app.logs import log_context
 from app.nas.client import ArmedFire, ListUnsupported, NasClient, NasError
 from app.outbox import OutboxPusher
+from app.reconcile.diff import WantedArm, plan_arms
 from app.runner.executor import RunExecutor
-from app.store import DuplicateFire, Store, StoreUnavailable
+from app.store import DuplicateFire, Store, StoreUnavailable, Tx
 
 log = logging.getLogger(__name__)
+
+# Jobs queued a transaction: a provision binds three values a job, under every database's
+# limit on bound values, and a transaction stays short enough not to hold fires back.
+QUEUE_BATCH = 500
+
+_FireAt = TypeVar("_FireAt", bound=datetime | None)
+_QueueBatch = Callable[[Tx, list[tuple[str, _FireAt]], datetime], Awaitable[list[str]]]
 
 
 @dataclass
@@ -95,78 +104,93 @@ class Reconciler:
             )
         now = self.clock()
         async with self.store.transaction() as tx:
-            jobs = await tx.jobs.list_all()
-            queued = {op.job_id for op in await tx.outbox.list_all()}
-        wanted = {
-            j.id: j for j in jobs if j.state == JobState.SCHEDULED and j.next_run_at is not None
-        }
+            wanted = [WantedArm(*arm) for arm in await tx.jobs.wanted_arms()]
+            queued = await tx.outbox.pending_job_ids()
+        plan = plan_arms(wanted, queued, observed, now)
+        report.in_sync = plan.in_sync
 
-        seen_armed: dict[str, datetime] = {}  # in sync at NAS, not yet recorded as such
-        for job in wanted.values():
-            if job.id in queued:
-                continue  # the outbox already holds this job's latest operation
-            armed = observed.get(job.id) if observed is not None else None
-            assert job.next_run_at is not None
-            if armed is not None and armed.fire_at == job.next_run_at:
-                report.in_sync += 1
-                if job.nas_armed_at != armed.fire_at:
-                    seen_armed[job.id] = armed.fire_at
-                continue
+        armed: set[str] = set()
+        for arm in plan.missed:
+            # Passed, and NAS holds nothing for it (or another time): record it, maybe run
+            # once, arm the next (queued by the catch-up). Rare: one transaction each.
+            report.missed.append(arm.job_id)
             try:
-                if job.next_run_at <= now and observed is not None:
-                    # Passed, and NAS holds nothing for it (or another time): record it, maybe
-                    # run once, arm the next (queued by the catch-up).
-                    report.missed.append(job.id)
-                    if await self._catch_up(job, now) is not None:
-                        report.armed.append(job.id)
-                elif await self._queue_if_unchanged(job.id, job, now):
-                    report.armed.append(job.id)
+                if await self._catch_up(arm, now) is not None:
+                    armed.add(arm.job_id)
             except StoreUnavailable:
                 raise
             except Exception:  # one broken job must not stop the others from being armed
-                log.exception("reconcile failed for a job", extra={"job_id": job.id})
-                report.errors.append(job.id)
-
+                log.exception("reconcile failed for a job", extra={"job_id": arm.job_id})
+                report.errors.append(arm.job_id)
+        armed |= await self._queue_batched(plan.provision, self._queue_provisions, now, report)
+        report.armed = [arm.job_id for arm in wanted if arm.job_id in armed]  # snapshot order
         if observed is not None:
-            for job_id in observed.keys() - wanted.keys():
-                if job_id not in queued and await self._queue_if_unchanged(job_id, None, now):
-                    report.cancelled.append(job_id)
+            orphans = [(job_id, None) for job_id in plan.orphans]
+            cancelled = await self._queue_batched(orphans, self._queue_cancels, now, report)
+            report.cancelled = [job_id for job_id in plan.orphans if job_id in cancelled]
 
-        if seen_armed:
+        if plan.seen_armed:
             async with self.store.transaction() as tx:
-                for job_id, fire_at in seen_armed.items():
-                    await tx.jobs.record_nas_arm(job_id, fire_at)
+                await tx.jobs.record_nas_arms(list(plan.seen_armed.items()))
         # Without backoff: every pending operation, parked ones included (NAS refused them
         # for good; the maintenance drain leaves them to this retry).
         report.pending = await self.pusher.push_all(concurrency=self.concurrency)
         log.info("reconcile finished", extra=report.as_dict())
         return report
 
-    async def _queue_if_unchanged(self, job_id: str, seen: JobRecord | None, now: datetime) -> bool:
-        """Queue what the snapshot called for (provision `seen`'s fire, or cancel an orphan
-        when `seen` is None) only if the job still is as seen and nothing else was queued for
-        it meanwhile: never overwrite a newer operation with one from an old snapshot."""
-        async with self.store.transaction() as tx:
-            current = await tx.jobs.get(job_id, for_update=True)
-            if await tx.outbox.get(job_id) is not None:
-                return False
-            wanted = (
-                current is not None and current.state == JobState.SCHEDULED and current.next_run_at
-            )
-            if seen is None:
-                if wanted:
-                    return False  # created or resumed meanwhile: not an orphan any more
-                await tx.outbox.queue(job_id, NasOp.CANCEL, None, now)
-                return True
-            if not wanted or current is None or current.next_run_at != seen.next_run_at:
-                return False
-            await tx.outbox.queue(job_id, NasOp.PROVISION, seen.next_run_at, now)
-            return True
+    async def _queue_batched(
+        self,
+        ops: list[tuple[str, _FireAt]],
+        queue: _QueueBatch[_FireAt],
+        now: datetime,
+        report: ReconcileReport,
+    ) -> set[str]:
+        """Queue `ops` with `queue`, QUEUE_BATCH jobs a transaction; the ids queued. A batch
+        that fails is tried again one job at a time, so that one broken job (reported in
+        `errors`) does not keep the others from being queued."""
+        queued: set[str] = set()
+        batches = deque(ops[i : i + QUEUE_BATCH] for i in range(0, len(ops), QUEUE_BATCH))
+        while batches:
+            batch = batches.popleft()
+            try:
+                async with self.store.transaction() as tx:
+                    queued.update(await queue(tx, batch, now))
+            except StoreUnavailable:
+                raise
+            except Exception:
+                if len(batch) > 1:
+                    batches.extendleft([op] for op in reversed(batch))
+                    continue
+                job_id = batch[0][0]
+                log.exception("reconcile failed for a job", extra={"job_id": job_id})
+                report.errors.append(job_id)
+        return queued
 
-    async def _catch_up(self, job: JobRecord, now: datetime) -> datetime | None:
+    @staticmethod
+    async def _queue_provisions(
+        tx: Tx, arms: list[tuple[str, datetime]], now: datetime
+    ) -> list[str]:
+        """Provision each job's fire as the snapshot saw it, only if the job still is as seen
+        and nothing else was queued for it meanwhile: never overwrite a newer operation with
+        one from an old snapshot."""
+        await tx.jobs.lock_many([job_id for job_id, _ in arms])
+        return await tx.outbox.queue_provisions_if_unchanged(arms, now)
+
+    @staticmethod
+    async def _queue_cancels(tx: Tx, orphans: list[tuple[str, None]], now: datetime) -> list[str]:
+        """Cancel each orphan, unless it was created or resumed meanwhile (not an orphan any
+        more) or something else was queued for it."""
+        job_ids = [job_id for job_id, _ in orphans]
+        await tx.jobs.lock_many(job_ids)
+        return await tx.outbox.queue_cancels_if_unwanted(job_ids, now)
+
+    async def _catch_up(self, seen: WantedArm, now: datetime) -> datetime | None:
         """Record the unarmed passed slots (and maybe run once now); returns the next fire."""
         try:
             async with self.store.transaction() as tx:
+                job = await tx.jobs.get(seen.job_id, for_update=True)
+                if job is None or job.next_run_at != seen.fire_at:
+                    return None  # a fire, an edit or another replica moved the job on meanwhile
                 result = await catch_up(
                     tx, job, now, owner=self.executor.node_id, lease=self.executor.lease
                 )
