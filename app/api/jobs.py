@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import JSONResponse
 
-from app.api.deps import AdminDep, JobsDep, ReconcilerDep
+from app.api.deps import AdminDep, JobsDep, ReconcilerDep, SettingsDep
 from app.api.limits import AdminBodyLimitRoute
 from app.domain.states import RunStatus
+from app.jobs.batch import BatchInvalid, JobBatch
+from app.jobs.batch_schemas import BatchErrorOut, JobBatchCreate, JobBatchOut
 from app.jobs.schemas import MAX_NAME_LENGTH, JobCreate, JobOut, JobPatch, RunOut
 from app.jobs.service import JobService
 from app.validation import SafeText
@@ -57,6 +60,31 @@ async def _job_out(jobs: JobService, job_id: str) -> JobOut:
 async def create_job(body: JobCreate, jobs: JobsDep) -> JobOut:
     job = await jobs.create(body)
     return await _job_out(jobs, job.id)
+
+
+@router.post(
+    "/jobs/batch",
+    status_code=201,
+    response_model=JobBatchOut,
+    responses={
+        400: {
+            "model": BatchErrorOut,
+            "description": "invalid input, nothing created: `items` names every invalid item"
+            ' by its index and field; a body that is not `{"jobs": [1..1000 items]}` is'
+            " refused without `items`",
+        },
+        **_TOO_LARGE,
+    },
+    summary="Create 1 to 1000 jobs at once, all or none, and arm them",
+)
+async def create_jobs(
+    body: JobBatchCreate, jobs: JobsDep, settings: SettingsDep
+) -> JobBatchOut | JSONResponse:
+    batch = JobBatch(jobs, concurrency=settings.reconcile_concurrency)
+    try:
+        return JobBatchOut(jobs=await batch.create(body.jobs))
+    except BatchInvalid as exc:
+        return JSONResponse(exc.body(), status_code=exc.status_code)
 
 
 @router.get("/jobs", response_model=list[JobOut], summary="List jobs")

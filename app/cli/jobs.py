@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
-from app.cli.client import JsonOpt, TokenOpt, UrlOpt, call
-from app.cli.console import fail, out
+from app.cli.client import JsonOpt, TokenOpt, UrlOpt, admin_client, call
+from app.cli.console import err, fail, out
 from app.cli.render import job_card, jobs_table, print_result, runs_table
 
 jobs_app = typer.Typer(help="Manage jobs through the admin API.", no_args_is_help=True)
@@ -92,6 +96,93 @@ def jobs_add(
         body["misfire_grace_seconds"] = misfire_grace
     job = call("POST", "/api/jobs", url, token, json=body)
     print_result(job, as_json, job_card)
+
+
+BATCH_JOBS = 1000  # the agent's limit per `POST /api/jobs/batch`
+BATCH_BYTES = 1_000_000  # under the agent's default CHRONOS_MAX_ADMIN_BODY_BYTES (1 MiB)
+
+
+def read_jobs(file: str) -> list[Any]:
+    """The jobs of a JSON file (`-`: stdin): a list, or an object with a `jobs` list."""
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise fail(f"{file} is not valid JSON: {exc}") from None
+    jobs = data.get("jobs") if isinstance(data, dict) else data
+    if not isinstance(jobs, list):
+        raise fail(f'{file}: expected a JSON list of jobs or {{"jobs": [...]}}')
+    if not jobs:
+        raise fail(f"{file}: no jobs")
+    return jobs
+
+
+def batches(jobs: list[Any]) -> Iterator[tuple[int, list[Any]]]:
+    """`(index of the first, batch)`: at most BATCH_JOBS jobs and about BATCH_BYTES each."""
+    start, size = 0, 0
+    for index, job in enumerate(jobs):
+        job_size = len(json.dumps(job).encode()) + 2
+        if index > start and (index - start == BATCH_JOBS or size + job_size > BATCH_BYTES):
+            yield start, jobs[start:index]
+            start, size = index, 0
+        size += job_size
+    yield start, jobs[start:]
+
+
+def _refused(response: httpx.Response, start: int, created: int) -> typer.Exit:
+    """Print why the agent refused the batch at `start` (each invalid item by its index in
+    the file) and what was created before it."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"detail": response.text}
+    console = err()
+    for item in body.get("items") or []:
+        field = f".{item['field']}" if item.get("field") else ""
+        console.print(f"  jobs[{start + item['index']}]{field}: {item['detail']}", highlight=False)
+    if created:
+        console.print(f"created {created} jobs before this batch (items 0..{start - 1})")
+    return fail(f"HTTP {response.status_code}: {body.get('detail', '')}", code=1)
+
+
+@jobs_app.command("import")
+def jobs_import(
+    file: Annotated[
+        str,
+        typer.Argument(
+            help='JSON file (- for stdin): a list of jobs or {"jobs": [...]}, each as'
+            " POST /api/jobs takes it"
+        ),
+    ],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add many jobs from a JSON file, in batches of up to 1000 (`POST /api/jobs/batch`).
+
+    Each batch is created whole or not at all; the first refused batch stops the import and
+    its invalid items are listed by their index in the file."""
+    jobs = read_jobs(file)
+    created: list[dict[str, Any]] = []
+    with admin_client(url, token) as client:
+        for start, batch in batches(jobs):
+            try:
+                response = client.post("/api/jobs/batch", json={"jobs": batch})
+            except httpx.TransportError as exc:
+                raise fail(f"cannot reach the agent at {client.base_url}: {exc}") from None
+            if response.status_code >= 400:
+                raise _refused(response, start, len(created))
+            created.extend(response.json()["jobs"])
+    if as_json:
+        out().print_json(json.dumps(created))
+        return
+    pending = sum(1 for job in created if job.get("nas_pending"))
+    out().print(f"created {len(created)} jobs", highlight=False)
+    if pending:
+        out().print(f"{pending} not armed at NAS yet: the outbox keeps pushing them")
 
 
 @jobs_app.command("list")

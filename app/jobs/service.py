@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,6 +59,43 @@ def _first_run(schedule: Schedule, repeat: int | None, now: datetime) -> datetim
     return first
 
 
+Plan = Callable[[str, str, int | None, datetime], tuple[str, int | None, datetime]]
+
+
+def first_run_plan(
+    schedule: str, timezone: str, repeat: int | None, now: datetime
+) -> tuple[str, int | None, datetime]:
+    """A new job's schedule as stored, its `repeat` and its first fire; or `InvalidRequest`."""
+    parsed = _parse(schedule, timezone)
+    repeat = repeat if repeat is not None else (1 if parsed.is_one_shot else None)
+    return parsed.text, repeat, _first_run(parsed, repeat, now)
+
+
+def new_job_values(data: JobCreate, now: datetime, plan: Plan = first_run_plan) -> dict[str, Any]:
+    """The columns of a new job under a fresh id, or `InvalidRequest` naming the field (`plan`
+    may be a memo of `first_run_plan`). The target's preflight is the caller's."""
+    text, repeat, first = plan(data.schedule, data.timezone, data.repeat, now)
+    job_id = secrets.token_hex(8)  # 64 random bits: short enough to type
+    return {
+        "id": job_id,
+        "name": data.name or f"job-{job_id[:8]}",
+        "schedule": text,
+        "timezone": data.timezone,
+        "target": data.target.model_dump(mode="json"),
+        "repeat": repeat,
+        "runs_started": 0,
+        "state": JobState.SCHEDULED,
+        "anchor_at": now,
+        "next_run_at": first,
+        "created_at": now,
+        "updated_at": now,
+        "misfire_grace_seconds": data.misfire_grace_seconds,
+        "catchup": data.catchup,
+        "overlap": data.overlap,
+        **_retry_values(data.retry),
+    }
+
+
 class JobService:
     def __init__(
         self,
@@ -107,29 +145,9 @@ class JobService:
 
     async def create(self, data: JobCreate) -> JobRecord:
         now = self.clock()
-        schedule = _parse(data.schedule, data.timezone)
-        repeat = data.repeat if data.repeat is not None else (1 if schedule.is_one_shot else None)
-        first = _first_run(schedule, repeat, now)
+        values = new_job_values(data, now)
         await require_runnable(data.target)
-        job_id = secrets.token_hex(8)  # 64 random bits: short enough to type
-        values: dict[str, Any] = {
-            "id": job_id,
-            "name": data.name or f"job-{job_id[:8]}",
-            "schedule": schedule.text,
-            "timezone": data.timezone,
-            "target": data.target.model_dump(mode="json"),
-            "repeat": repeat,
-            "runs_started": 0,
-            "state": JobState.SCHEDULED,
-            "anchor_at": now,
-            "next_run_at": first,
-            "created_at": now,
-            "updated_at": now,
-            "misfire_grace_seconds": data.misfire_grace_seconds,
-            "catchup": data.catchup,
-            "overlap": data.overlap,
-            **_retry_values(data.retry),
-        }
+        job_id, first = values["id"], values["next_run_at"]
         async with self.store.transaction() as tx:
             job = await tx.jobs.insert(values)
             await tx.outbox.queue(job_id, NasOp.PROVISION, first, now)

@@ -22,19 +22,26 @@ class Ran:
     stderr: str
 
 
-def run_chronos(args: Sequence[str], *, env: Mapping[str, str], cwd: Path) -> Ran:
+def run_chronos(
+    args: Sequence[str], *, env: Mapping[str, str], cwd: Path, stdin: str | None = None
+) -> Ran:
     """`chronos ARGS` with exactly `env` as its environment and `cwd` as its working directory,
     as `subprocess.run([chronos, *args], env=env, cwd=cwd)` would run it, but in this process.
 
     CliRunner sets `env` (and unsets every other variable) for the invocation only; `cwd`
     holds just for the invocation too (settings read `.env` and `data/dev/admin-token`
-    from it). An exception escaping a command is raised here: a process would have printed
-    a traceback.
+    from it); `stdin` is what the command reads on its standard input. An exception escaping
+    a command is raised here: a process would have printed a traceback.
     """
     environment: dict[str, str | None] = dict.fromkeys(os.environ)
     environment.update(env)
     with contextlib.chdir(cwd):
         result = CliRunner().invoke(
-            app, list(args), env=environment, prog_name="chronos", catch_exceptions=False
+            app,
+            list(args),
+            input=stdin,
+            env=environment,
+            prog_name="chronos",
+            catch_exceptions=False,
         )
     return Ran(returncode=result.exit_code, stdout=result.stdout, stderr=result.stderr)

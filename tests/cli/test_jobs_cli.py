@@ -40,11 +40,12 @@ class DevAgent:
             **extra,
         }
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> Ran:
+    def run(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Ran:
         return run_chronos(
             args,
             env=env if env is not None else self.env(),
             cwd=self.cwd,  # no .env and no data/dev/admin-token fallback here
+            stdin=stdin,
         )
 
     def ok(self, *args: str) -> str:
@@ -236,3 +237,81 @@ def test_dev_picks_up_an_agent_token_the_emulator_rotated(dev: DevAgent) -> None
     job = add(dev, "cli-after-rotation")
     assert job["nas_pending"] is None
     assert nas_armed(dev)[job["id"]] == job["next_run_at"]
+
+
+# -- jobs import ------------------------------------------------------------------------------
+
+
+def test_import_creates_every_job_of_a_file_and_arms_them(dev: DevAgent) -> None:
+    jobs = [
+        {
+            "name": f"cli-import-{n}",
+            "schedule": "every 1h",
+            "target": {"type": "command", "argv": ["true"]},
+        }
+        for n in range(3)
+    ]
+    path = dev.cwd / "import-list.json"
+    path.write_text(json.dumps(jobs))
+    out = dev.ok("jobs", "import", str(path))
+    assert "created 3 jobs" in out
+    listed = {j["name"]: j for j in dev.json("jobs", "list")}
+    armed = nas_armed(dev)
+    for job in jobs:
+        created = listed[job["name"]]
+        assert armed[created["id"]] == created["next_run_at"]
+
+
+def test_import_reads_a_jobs_object_on_stdin_and_answers_json(dev: DevAgent) -> None:
+    body = {
+        "jobs": [
+            {
+                "name": "cli-import-stdin",
+                "schedule": "in 2h",
+                "target": {"type": "http", "url": "https://u:pw@example.com/x"},
+            }
+        ]
+    }
+    result = dev.run("jobs", "import", "--json", "-", stdin=json.dumps(body))
+    assert result.returncode == 0, result.stderr
+    [job] = json.loads(result.stdout)
+    assert job["name"] == "cli-import-stdin"
+    assert job["target"]["url"] == "https://u:***@example.com/x"
+
+
+def test_import_of_an_invalid_item_creates_nothing_and_names_it(dev: DevAgent) -> None:
+    before = dev.json("jobs", "list")
+    jobs = [
+        {
+            "name": "cli-import-ok",
+            "schedule": "every 1h",
+            "target": {"type": "command", "argv": ["true"]},
+        },
+        {
+            "name": "cli-import-bad",
+            "schedule": "every whenever",
+            "target": {"type": "command", "argv": ["true"]},
+        },
+        {"name": "cli-import-bad2", "schedule": "every 1h", "target": {"type": "ftp"}},
+    ]
+    path = dev.cwd / "import-bad.json"
+    path.write_text(json.dumps(jobs))
+    result = dev.run("jobs", "import", str(path))
+    assert result.returncode == 1
+    message = " ".join(result.stderr.split())
+    assert "HTTP 400" in message
+    assert "jobs[1].schedule: cannot parse schedule" in message
+    assert "jobs[2].target.type: must be one of" in message
+    assert result.stdout == ""
+    assert dev.json("jobs", "list") == before
+
+
+def test_import_refuses_a_file_that_is_not_a_list_of_jobs(dev: DevAgent) -> None:
+    path = dev.cwd / "import-not-jobs.json"
+    for text in ("{not json", '{"name": "x"}', "[]"):
+        path.write_text(text)
+        result = dev.run("jobs", "import", str(path))
+        assert result.returncode == 2, text
+        assert str(path) in " ".join(result.stderr.split())
+    missing = dev.run("jobs", "import", str(dev.cwd / "no-such-file.json"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
