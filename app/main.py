@@ -46,22 +46,29 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store.from_url(settings.database_url)
-        await store.migrate()
+        # One TLS context (httpx's default one) for both clients, built while the schema is
+        # checked: loading the CA bundle takes some 40 ms, which each client would pay again.
+        tls, _ = await asyncio.gather(asyncio.to_thread(httpx.create_ssl_context), store.migrate())
         transport = transport_factory() if transport_factory else None
         nas_http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.nas_read_timeout, connect=settings.nas_connect_timeout),
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
             headers={"User-Agent": USER_AGENT},  # NAS and its JWKS: never httpx's default
             transport=transport,
+            verify=tls,
         )
         target_http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
             follow_redirects=False,
+            verify=tls,
         )
         services = build_services(settings, store, nas_http, target_http, clock)
         services.drain = drain
         app.state.services = services
-        tasks: list[asyncio.Task[None]] = []
+        # The first fire needs NAS's keys: fetched beside startup, not when that fire comes.
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(services.fires.verifier.prefetch_keys(), name="jwks-prefetch")
+        ]
         if settings.reconcile_on_startup:
             tasks.append(asyncio.create_task(startup_reconcile(services), name="startup-reconcile"))
         else:

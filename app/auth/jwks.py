@@ -22,6 +22,9 @@ Contract:
   is `JwksUnavailable`. A withdrawn key therefore verifies for at most `2 * max_age` after
   NAS withdrew it, and only while the JWKS cannot be fetched.
 - A refresh replaces the whole set, so keys NAS has withdrawn are forgotten.
+- `prefetch` (at startup) fetches as a first use would, for no caller: a fire arriving
+  meanwhile waits for that fetch instead of starting another. Its failure is logged and
+  shared with those waiting, but not remembered: the next use fetches again.
 """
 
 from __future__ import annotations
@@ -138,6 +141,16 @@ class JwksCache:
         if key is None:
             raise UnknownSigningKey(self._describe_miss(kid))
         return key
+
+    async def prefetch(self) -> None:
+        """Fetch the set unless it is fresh or a failure is remembered; never raises."""
+        async with self._lock:
+            if self._is_fresh() or self._failing():
+                return  # a fetch for a caller got there first
+            try:
+                await self._refresh()
+            except JwksUnavailable:
+                self._failed_until = None  # nobody asked yet: the first fire may try again
 
     def _is_fresh(self) -> bool:
         return self._expires_at is not None and self._clock() < self._expires_at

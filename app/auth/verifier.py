@@ -3,8 +3,11 @@ under which a verified token is bound to the one fire it may admit."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +35,8 @@ ALLOWED_ALGORITHMS = (
     "EdDSA",
 )
 REQUIRED_CLAIMS = ("exp", "aud", "iss")  # and purpose; iat and nbf are checked when present
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 # The longest `jti` used as it is in a token id; a longer one is hashed (see `fire_token_id`).
 MAX_JTI_LENGTH = 196
@@ -108,6 +113,10 @@ class FireTokenVerifier:
         self._issuers = (issuer.rstrip("/"), issuer.rstrip("/") + "/")
         self._leeway = leeway
 
+    async def prefetch_keys(self) -> None:
+        """Fetch NAS's signing keys ahead of the first fire (see `JwksCache.prefetch`)."""
+        await self._jwks.prefetch()
+
     async def verify(
         self,
         token: str,
@@ -151,10 +160,8 @@ class FireTokenVerifier:
             return datetime.max.replace(tzinfo=UTC)
 
     async def _verified_claims(self, token: str) -> dict[str, Any]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise InvalidFireToken("malformed token") from exc
+        # The header alone chooses the key; `jwt.decode` then parses the whole token once.
+        header = _token_header(token)
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in ALLOWED_ALGORITHMS:
             raise InvalidFireToken("unsupported algorithm")
@@ -186,6 +193,26 @@ class FireTokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise InvalidFireToken(_reason_for(exc)) from exc
+
+
+def _token_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWS, read from its first segment only (a tenth of the
+    token): the payload and signature are left to `jwt.decode`, which checks the header again.
+    Raises `InvalidFireToken("malformed token")` unless the token has three segments and its
+    header is base64url-encoded JSON object."""
+    segment, _, rest = token.partition(".")
+    if "." not in rest:
+        raise InvalidFireToken("malformed token")
+    segment = segment.rstrip("=")  # padding is tolerated, as PyJWT does
+    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise InvalidFireToken("malformed token")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, RecursionError) as exc:  # binascii.Error and JSONDecodeError included
+        raise InvalidFireToken("malformed token") from exc
+    if not isinstance(header, dict):
+        raise InvalidFireToken("malformed token")
+    return header
 
 
 def _reason_for(error: jwt.PyJWTError) -> str:

@@ -1,9 +1,17 @@
-"""Where the CLI writes: rich consoles on stdout and stderr, and the one-line failure."""
+"""Where the CLI writes: rich consoles on stdout and stderr, and the one-line failure.
+
+rich is imported when a console is made, so `chronos serve` (which writes through the log)
+starts without it.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def out() -> Console:
@@ -12,11 +20,15 @@ def out() -> Console:
     Made when needed rather than at import, so that its width and colours follow the
     streams and environment of the invocation (as under `typer.testing.CliRunner`).
     """
+    from rich.console import Console
+
     return Console()
 
 
 def err() -> Console:
     """A console on the current standard error (see `out`)."""
+    from rich.console import Console
+
     return Console(stderr=True)
 
 

@@ -2,31 +2,88 @@
 
 This module builds the typer app from the commands of its neighbours: `serve` (serve,
 migrate, nas-emulator, dev), `jobs` (the `jobs` group and `reconcile`) and `schedule`.
+The commands of `jobs` and `schedule` are loaded when one of them is named (or help lists
+them): `chronos serve` never imports the admin client or the CLI's table rendering.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator, MutableMapping
+from functools import cache
+from typing import Any
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
-from app.cli.jobs import jobs_app, reconcile
-from app.cli.schedule import schedule_app
 from app.cli.serve import dev, migrate, nas_emulator, serve
+
+# After the eager commands, in this order, as `chronos --help` lists them.
+LAZY_COMMANDS = ("reconcile", "jobs", "schedule")
+
+
+@cache
+def lazy_commands() -> dict[str, Any]:
+    """The click commands of `LAZY_COMMANDS`, built as `app.command` / `app.add_typer` would."""
+    from app.cli.jobs import jobs_app, reconcile
+    from app.cli.schedule import schedule_app
+
+    holder = typer.Typer()
+    holder.command()(reconcile)
+    holder.add_typer(jobs_app, name="jobs")
+    holder.add_typer(schedule_app, name="schedule")
+    return {name: typer.main.get_group(holder).commands[name] for name in LAZY_COMMANDS}
+
+
+class _Commands(MutableMapping[str, Any]):
+    """A group's commands: its own, then `LAZY_COMMANDS`, built on first access to one of
+    them. Names alone (listing, "did you mean") load nothing."""
+
+    def __init__(self, commands: MutableMapping[str, Any]) -> None:
+        self._own = commands
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._own:
+            return self._own[name]
+        if name in LAZY_COMMANDS:
+            return lazy_commands()[name]
+        raise KeyError(name)
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._own[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._own[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._own
+        yield from (name for name in LAZY_COMMANDS if name not in self._own)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class ChronosGroup(TyperGroup):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = _Commands(self.commands)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)  # names only: the lazy commands load when shown or run
+
 
 app = typer.Typer(
     name="chronos",
     help="Chronos: cron for agents that scale to zero, armed through NAS.",
     no_args_is_help=True,
     add_completion=False,
+    cls=ChronosGroup,
 )
-app.add_typer(jobs_app, name="jobs")
-app.add_typer(schedule_app, name="schedule")
 app.command()(serve)
 app.command()(migrate)
 app.command("nas-emulator")(nas_emulator)
 app.command()(dev)
-app.command()(reconcile)
 
 
 def main() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from app.cli.console import out
 from app.clock import parse_instant
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def _short_time(value: str | None) -> str:
@@ -31,6 +32,8 @@ def _schedule_text(job: dict[str, Any]) -> str:
 
 
 def _compact_table() -> Table:
+    from rich.table import Table
+
     # No borders, two spaces between columns: fits 80 columns, wraps only names and schedules.
     return Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold")
 
@@ -73,6 +76,8 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
 
 def job_card(job: dict[str, Any]) -> Table:
     """One job as `field  value` rows: readable at any terminal width."""
+    from rich.table import Table
+
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")

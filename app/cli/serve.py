@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -61,11 +62,20 @@ def draining_server(config: uvicorn.Config, drain: DrainState) -> uvicorn.Server
     return DrainingServer(config)
 
 
+def without_httpx_cli() -> None:
+    """Keep httpx from loading its command line (`httpx.main`: click, rich and pygments, some
+    50 ms and 3 MiB) into the agent. httpx imports it only if it can, else it installs a stub:
+    a `None` in `sys.modules` makes that import fail. No-op once httpx is imported."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (CHRONOS_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (CHRONOS_PORT)")] = None,
 ) -> None:
     """Run the agent. Refuses to start when fires could not be verified or armed."""
+    without_httpx_cli()
     import uvicorn
 
     from app.logs import configure_logging

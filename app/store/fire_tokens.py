@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.tables import fire_tokens
+from app.store.upsert import upsert_into
 
 
 class FireTokenRepository:
@@ -20,9 +19,8 @@ class FireTokenRepository:
     async def bind(self, token_id: str, dedup_key: str, expires_at: datetime) -> str:
         """Bind the token to `dedup_key` unless it is bound already; return the key it is bound
         to (the first one). One statement when the token is new."""
-        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         stmt = (
-            insert(fire_tokens)
+            upsert_into(fire_tokens, self.dialect)
             .values(token_id=token_id, dedup_key=dedup_key, expires_at=expires_at)
             .on_conflict_do_nothing(index_elements=[fire_tokens.c.token_id])
             .returning(fire_tokens.c.dedup_key)

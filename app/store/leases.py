@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, or_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.tables import leases
+from app.store.upsert import upsert_into
 
 
 class LeaseRepository:
@@ -21,11 +20,14 @@ class LeaseRepository:
         """Hold the lease `name` until `until`: True when it was free, lapsed (its expiry
         before `now`) or already `holder`'s (renewed); False while another holder has it. One
         conditional upsert, so two replicas asking at once never both get it."""
-        upsert = pg_insert(leases) if self.dialect == "postgresql" else sqlite_insert(leases)
-        stmt = upsert.values(name=name, holder=holder, expires_at=until).on_conflict_do_update(
-            index_elements=[leases.c.name],
-            set_={"holder": holder, "expires_at": until},
-            where=or_(leases.c.holder == holder, leases.c.expires_at < now),
+        stmt = (
+            upsert_into(leases, self.dialect)
+            .values(name=name, holder=holder, expires_at=until)
+            .on_conflict_do_update(
+                index_elements=[leases.c.name],
+                set_={"holder": holder, "expires_at": until},
+                where=or_(leases.c.holder == holder, leases.c.expires_at < now),
+            )
         )
         result = await self.conn.execute(stmt)
         return result.rowcount == 1

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, insert, inspect
 
 from app.store import Store
-from app.store.engine import MIGRATIONS
+from app.store.revisions import MIGRATIONS
 from app.store.tables import jobs
 from tests.support.records import job_row
 

@@ -14,7 +14,7 @@ from app.domain.fires import fire_dedup_key, new_fire
 from app.domain.records import RetryPolicy
 from app.domain.states import NasOp, RunKind, RunStatus
 from app.store import Store
-from app.store.engine import MIGRATIONS
+from app.store.revisions import MIGRATIONS
 from app.store.tables import fires, jobs, outbox
 from tests.support.records import job_row
 
