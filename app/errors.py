@@ -62,3 +62,9 @@ class Draining(ServiceUnavailable):
     """The agent is shutting down (SIGTERM): nothing is admitted; retry on a replica that stays."""
 
     kind = "draining"
+
+
+class Overloaded(ServiceUnavailable):
+    """Too many fires at once: this one was refused before any work; retry after a while."""
+
+    kind = "overloaded"

@@ -11,6 +11,7 @@ import httpx
 
 from app.auth import FireTokenVerifier, JwksCache
 from app.clock import Clock
+from app.fire.gate import FireGate
 from app.fire.service import FireService
 from app.jobs.service import JobService
 from app.nas import NasClient, RetryBudget, build_credentials
@@ -72,6 +73,7 @@ class Services:
     jobs: JobService
     reconciler: Reconciler
     audit: ArmAudit
+    fire_gate: FireGate
     startup: StartupState = field(default_factory=StartupState)
     drain: DrainState = field(default_factory=DrainState)
 
@@ -175,4 +177,10 @@ def build_services(
             store, nas, pusher, executor, concurrency=settings.reconcile_concurrency, clock=clock
         ),
         audit=audit,
+        fire_gate=FireGate(
+            concurrency=settings.fire_concurrency,
+            queue=settings.fire_queue,
+            max_wait=settings.fire_queue_wait_seconds,
+            retry_after=settings.retry_after_seconds,
+        ),
     )

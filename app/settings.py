@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     fire_arm_attempts: int = Field(default=3, ge=1)
     fire_arm_max_seconds: float = Field(default=4.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
+    # Fires worked on at once; the others wait their turn (app/fire/gate.py).
+    fire_concurrency: int = Field(default=32, ge=1, le=10_000)
+    fire_queue: int = Field(default=4096, ge=0, le=1_000_000)
+    fire_queue_wait_seconds: float = Field(default=10.0, gt=0, le=300)
 
     # Fire verification
     jwt_leeway_seconds: int = Field(default=30, ge=0)
@@ -99,7 +103,7 @@ class Settings(BaseSettings):
     # On SIGTERM the agent keeps answering (`/readyz` and fires 503) at least this long, so
     # that a load balancer sees it leave before its listener closes.
     drain_settle_seconds: float = Field(default=2.0, ge=0)
-    reconcile_concurrency: int = Field(default=8, ge=1)
+    reconcile_concurrency: int = Field(default=32, ge=1)
     outbox_drain_interval_seconds: float = Field(default=10.0, gt=0)
     reconcile_on_startup: bool = True
     # Reconcile again this often (0: only on startup and on demand): repairs arms NAS lost.

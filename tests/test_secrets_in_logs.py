@@ -209,7 +209,7 @@ async def test_no_planted_secret_reaches_the_logs_at_debug(
     entries = [json.loads(line) for line in output.splitlines()]
     assert any(e["level"] == "debug" for e in entries)  # DEBUG really was on
     loggers = {e["logger"] for e in entries}
-    assert {"app.fire.service", "app.runner.executor", "app.nas.client"} <= loggers
+    assert {"app.fire.admission", "app.runner.executor", "app.nas.client"} <= loggers
     assert any("401" in line for line in output.splitlines() if "app.nas.client" in line)
     assert scan(output, planted(tokens)) == []
 

@@ -78,16 +78,20 @@ def refuse_while_draining(services: ServicesDep, settings: SettingsDep) -> None:
         413: {"description": "body over 64 KiB", **_ERROR},
         503: {
             "description": (
-                "admitted but next fire not armed yet, store down, or the agent is draining"
-                " (error `draining`: nothing was read or admitted): retry after `Retry-After`"
+                "admitted but next fire not armed yet, store down, the agent is draining"
+                " (error `draining`) or over capacity (error `overloaded`; in both nothing was"
+                " read or admitted): retry after `Retry-After`"
             ),
             **_ERROR,
         },
     },
     dependencies=[Depends(refuse_while_draining)],
 )
-async def receive_fire(request: Request, fires: FiresDep, settings: SettingsDep) -> JSONResponse:
-    raw = await read_body_limited(request, settings.max_fire_body_bytes)
-    answer = await fires.receive(request.headers.get("authorization"), raw)
+async def receive_fire(
+    request: Request, fires: FiresDep, services: ServicesDep, settings: SettingsDep
+) -> JSONResponse:
+    async with services.fire_gate.turn():
+        raw = await read_body_limited(request, settings.max_fire_body_bytes)
+        answer = await fires.receive(request.headers.get("authorization"), raw)
     headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after else None
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)

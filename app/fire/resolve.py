@@ -61,12 +61,17 @@ def fire_request(
             raise Unauthorized("invalid fire token: job_id mismatch")
         if "fire_at" in claims:
             claimed = _claimed_instant(claims["fire_at"])
+    # A token whose own claims name its job and time can only ever admit that fire (the
+    # verifier holds it to them): it needs no binding row, and a re-delivery with it is
+    # answered without a write.
+    named = token is not None and "job_id" in token.claims and "fire_at" in token.claims
+    needs_binding = token is not None and not named
     return FireRequest(
         job_id=job_id,
         fire_at=fire_at,
         claimed_fire_at=claimed,
-        token_id=token.token_id if token is not None else None,
-        token_expires_at=token.binding_expires_at if token is not None else None,
+        token_id=token.token_id if token is not None and needs_binding else None,
+        token_expires_at=token.binding_expires_at if token is not None and needs_binding else None,
         token_names_its_fire=token is None
         or any(name in token.claims for name in ("jti", "job_id", "fire_at")),
     )

@@ -124,8 +124,9 @@ class ArmAudit:
             async with gate:
                 return await self._repair_if_missing(job_id, observed)
 
-        results = await asyncio.gather(*(check(job_id) for job_id in job_ids))
-        repaired = [job_id for job_id, fixed in zip(job_ids, results, strict=True) if fixed]
+        suspects = await self._suspects(job_ids, observed)
+        results = await asyncio.gather(*(check(job_id) for job_id in suspects))
+        repaired = [job_id for job_id, fixed in zip(suspects, results, strict=True) if fixed]
         self.counts.repaired += len(repaired)
         self.counts.repaired_jobs = repaired
         log.log(
@@ -138,6 +139,23 @@ class ArmAudit:
             },
         )
         return repaired
+
+    async def _suspects(
+        self, job_ids: list[str], observed: dict[str, ArmedFire] | None
+    ) -> list[str]:
+        """The jobs whose next arm NAS may not hold, from one read of them all: scheduled with a
+        next fire, nothing pending for them, and NAS's list (when there is one) showing another
+        time or none. Each is checked again, locked, before anything is queued."""
+        async with self.store.read() as tx:
+            wanted = await tx.jobs.next_fires(job_ids)
+            pending = {op.job_id for op in await tx.outbox.list_for_jobs(list(wanted))}
+        suspects = []
+        for job_id, next_run_at in wanted.items():
+            armed = observed.get(job_id) if observed is not None else None
+            if job_id in pending or (armed is not None and armed.fire_at == next_run_at):
+                continue
+            suspects.append(job_id)
+        return suspects
 
     def _keep_waiting(self, job_ids: list[str]) -> None:
         loop_time = asyncio.get_running_loop().time()

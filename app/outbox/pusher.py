@@ -15,6 +15,8 @@ from app.domain.states import JobState, NasOp
 from app.logs import log_context
 from app.nas.client import NasClient, RetryBudget
 from app.nas.errors import CredentialsRefused, NasError, refused_for_good
+from app.outbox.acks import AckBatcher
+from app.outbox.bulk import push_many
 from app.store import Store, StoreUnavailable, Tx
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,17 @@ class OutboxPusher:
         # One push per job at a time in this process: a slow, older send must never land at
         # NAS after a newer one (the fire path, admin edits and the maintenance loop overlap).
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.acks = AckBatcher(store, self.node_id)
+
+    def lock_for(self, job_id: str) -> asyncio.Lock:
+        """The lock held while this process pushes the job's operations."""
+        return self._lock(job_id)
+
+    async def push_job_locked(self, job_id: str, budget: RetryBudget | None) -> bool | None:
+        """`push_job` for a caller that holds the job's lock: None when another replica holds
+        the job's claim."""
+        with log_context(job_id=job_id):
+            return await self._push_job(job_id, budget)
 
     def _lock(self, job_id: str) -> asyncio.Lock:
         lock = self._locks.get(job_id)
@@ -80,7 +93,12 @@ class OutboxPusher:
         return lock
 
     async def push_job(
-        self, job_id: str, *, budget: RetryBudget | None = None, within: float | None = None
+        self,
+        job_id: str,
+        *,
+        budget: RetryBudget | None = None,
+        within: float | None = None,
+        claimed: OutboxRecord | None = None,
     ) -> bool:
         """Push the job's pending operation, parked or not; True when NAS holds what the job
         needs (its next fire acknowledged, or nothing for a job that has none) and nothing is
@@ -93,11 +111,17 @@ class OutboxPusher:
         When another replica holds the job's claim, nothing is sent: without `within` the
         answer is False at once; with it (a caller waits for the arm), the push polls until
         the claim is released or lapses, within that bound, and then pushes what is left.
+
+        `claimed` is the job's operation as this pusher already claimed it (queued and claimed
+        in the caller's own transaction, as a fire's admission does): it is sent without
+        another round trip to the store.
         """
         with log_context(job_id=job_id):
             try:
                 async with asyncio.timeout(within):
                     async with self._lock(job_id):
+                        if claimed is not None and claimed.claimed_by == self.node_id:
+                            return await self._push_from(claimed, budget) is True
                         while (done := await self._push_job(job_id, budget)) is None:
                             if within is None:
                                 log.info("NAS push skipped: another replica is pushing the job")
@@ -108,26 +132,35 @@ class OutboxPusher:
                 log.warning("NAS push timed out; kept in the outbox")
                 return False
 
-    async def _push_job(self, job_id: str, budget: RetryBudget | None) -> bool | None:
-        """Push under the job's claim; None when another replica holds it."""
-        lease = timedelta(
+    def claim_lease(self, budget: RetryBudget | None) -> timedelta:
+        """How long a claim made for a push within `budget` lasts."""
+        return timedelta(
             seconds=max(CLAIM_FLOOR, CLAIM_BUDGETS * (budget or self.nas.budget).max_seconds)
         )
+
+    async def _push_job(self, job_id: str, budget: RetryBudget | None) -> bool | None:
+        """Push under the job's claim; None when another replica holds it."""
         async with self.store.transaction() as tx:
-            op = await self._claim_next(tx, job_id, lease)
+            op = await self._claim_next(tx, job_id, self.claim_lease(budget))
         if not isinstance(op, OutboxRecord):
             return None if op == _Left.CLAIMED_ELSEWHERE else True
+        return await self._push_from(op, budget)
+
+    async def _push_from(self, op: OutboxRecord, budget: RetryBudget | None) -> bool | None:
+        """Push `op`, claimed by this pusher, then what replaced it; the claim is let go when
+        the job's row is gone (acknowledged) or released when something is left."""
         try:
-            done = await self._push_claimed(op, budget, lease)
+            done = await self._push_claimed(op, budget, self.claim_lease(budget))
         except asyncio.CancelledError:
             # Past the caller's time budget, a NAS call may still be in flight: the claim is
             # left to lapse, so no other replica sends a newer operation that this old one
             # could land behind.
             raise
         except BaseException:
-            await self._release(job_id)
+            await self._release(op.job_id)
             raise
-        await self._release(job_id)
+        if done is not True:
+            await self._release(op.job_id)
         return done
 
     async def _push_claimed(
@@ -136,15 +169,12 @@ class OutboxPusher:
         for _ in range(3):  # a newer operation may replace the one in flight
             if not await self._send(op, budget):
                 return False
+            # Only this very operation leaves the outbox; a newer one stays queued. What NAS
+            # acknowledged is what it holds now, whichever operation that was. Written in a
+            # batch with the other acknowledgements of the moment.
+            if await self.acks.ack(op):
+                return True  # the row is gone, and the claim with it
             async with self.store.transaction() as tx:
-                # Only this very operation leaves the outbox; a newer one stays queued. What NAS
-                # acknowledged is what it holds now, whichever operation that was. The job row
-                # is locked first, as admissions lock it before the outbox: no deadlock.
-                await tx.jobs.get(op.job_id, for_update=True)
-                await tx.outbox.ack(op.job_id, op.op_id)
-                await tx.jobs.record_nas_arm(
-                    op.job_id, op.fire_at if op.op == NasOp.PROVISION else None
-                )
                 left = await self._claim_next(tx, op.job_id, lease)
             if not isinstance(left, OutboxRecord):
                 return None if left == _Left.CLAIMED_ELSEWHERE else True
@@ -202,19 +232,28 @@ class OutboxPusher:
             ]
         if not ops:
             return 0
-        gate = asyncio.Semaphore(concurrency)
+        job_ids = [op.job_id for op in ops]
+        done = await push_many(self, job_ids, concurrency=concurrency, budget=budget)
+        return len(job_ids) - len(done)
 
-        async def push(job_id: str) -> bool:
-            async with gate:
-                return await self.push_job(job_id, budget=budget)
+    async def push_jobs(
+        self,
+        job_ids: list[str],
+        *,
+        concurrency: int,
+        budget: RetryBudget | None = None,
+        start_within: float | None = None,
+    ) -> set[str]:
+        """Push these jobs' pending operations, `concurrency` NAS calls at a time, claimed and
+        acknowledged in chunks (see `app.outbox.bulk`); the jobs NAS now holds as wanted. With
+        `start_within`, no chunk starts past that many seconds."""
+        return await push_many(
+            self, job_ids, concurrency=concurrency, budget=budget, start_within=start_within
+        )
 
-        # Every push ends before this returns: a store outage in one leaves no other running
-        # unobserved; it is raised once all have ended.
-        results = await asyncio.gather(*(push(op.job_id) for op in ops), return_exceptions=True)
-        for failure in results:
-            if isinstance(failure, BaseException):
-                raise failure
-        return sum(1 for ok in results if not ok)
+    async def send(self, op: OutboxRecord, budget: RetryBudget | None) -> bool:
+        """Send `op` to NAS; a failure is counted on the operation (see `_send`)."""
+        return await self._send(op, budget)
 
     async def _send(self, op: OutboxRecord, budget: RetryBudget | None) -> bool:
         try:

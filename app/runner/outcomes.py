@@ -176,7 +176,7 @@ class OutcomeRecorder:
             )
             if not recorded or job is None:
                 return Recorded(recorded)
-            await tx.jobs.update(fire.job_id, {"last_status": result.status})
+            await tx.jobs.set_values(fire.job_id, {"last_status": result.status})
             buffered = await take_buffered(
                 tx, fire.job_id, now, owner=self.node_id, lease=self.lease
             )
@@ -207,7 +207,7 @@ class OutcomeRecorder:
         )
         if not recorded:
             return Recorded(False)
-        await tx.jobs.update(fire.job_id, {"last_status": RunStatus.RETRYING})
+        await tx.jobs.set_values(fire.job_id, {"last_status": RunStatus.RETRYING})
         log.warning(
             "run failed; its next attempt waits for its retry time",
             extra={"status": result.status, "retry_at": retry_at.isoformat()},

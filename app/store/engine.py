@@ -6,15 +6,15 @@ both databases and across replicas sharing PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
+from contextvars import ContextVar
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, event, select, text
 from sqlalchemy.exc import (
     DataError,
@@ -28,11 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.settings import ensure_sqlite_folder
 from app.store.errors import DuplicateFire, StoreDataError, StoreUnavailable
+from app.store.revisions import MIGRATIONS, head_revision
 from app.store.tx import Tx
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_ID = 7_246_310_001  # pg advisory lock: one replica migrates at a time
 
 
@@ -70,19 +70,34 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OSError | ConnectionError | TimeoutError)
 
 
+# Set while the current task holds a SQLite write transaction (see `Store._writer`).
+_writing: ContextVar[bool] = ContextVar("chronos_store_writing", default=False)
+
+
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         # When (time.monotonic()) a transaction last found the database unavailable: lease
         # holders could not renew then, so their leases say nothing about them for a while.
         self.last_unavailable_at: float | None = None
+        # SQLite has one writer at a time. Left to SQLite, concurrent write transactions on
+        # the pool's connections find the database locked and sleep in its busy handler
+        # (1, 2, 5 … 100 ms at a time): a burst then waits on sleeps, not on work. In this
+        # process, writers take turns on this lock instead, and each starts the moment the
+        # one before it committed. (Other processes on the same file still meet the busy
+        # timeout, as before.)
+        self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def from_url(cls, url: str, *, echo: bool = False) -> Store:
         if url.startswith("sqlite"):
             ensure_sqlite_folder(url)
             # hide_parameters: job targets hold secrets; errors and echo never show parameters.
-            engine = create_async_engine(url, echo=echo, hide_parameters=True)
+            from app.store.sqlite_driver import OneTripDBAPI
+
+            engine = create_async_engine(
+                url, echo=echo, hide_parameters=True, module=OneTripDBAPI()
+            )
             _configure_sqlite(engine)
         else:
             engine = create_async_engine(
@@ -101,11 +116,31 @@ class Store:
         return self.engine.dialect.name
 
     async def migrate(self, revision: str = "head") -> None:
-        """Apply Alembic migrations up to `revision`; safe when several replicas start at once."""
+        """Apply Alembic migrations up to `revision`; safe when several replicas start at once.
+
+        A schema already at the scripts' head (`head_revision`) costs one query and no Alembic
+        import; otherwise Alembic upgrades under a PostgreSQL advisory lock (and checks the
+        revision again there).
+        """
+        if revision == "head":
+            head = await asyncio.to_thread(head_revision)
+            if head is not None and await self.schema_revisions() == {head}:
+                return
+        await asyncio.to_thread(importlib.import_module, "alembic.command")  # off the loop
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})"))
             await conn.run_sync(_upgrade, revision)
+
+    async def schema_revisions(self) -> set[str]:
+        """The revisions in `alembic_version`; empty when there is none or no such table. Any
+        error reading it counts as empty: the upgrade that follows reports a real failure."""
+        try:
+            async with self.engine.connect() as conn:
+                result = await conn.execute(text("SELECT version_num FROM alembic_version"))
+                return {str(row[0]) for row in result}
+        except DBAPIError:
+            return set()
 
     async def ping(self) -> None:
         try:
@@ -122,9 +157,32 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         """One database transaction; connection failures surface as `StoreUnavailable`."""
-        try:
-            async with self.engine.begin() as conn:
+        if self._writer is None:
+            async with self._translated(), self.engine.begin() as conn:
                 yield Tx(conn, self.dialect)
+            return
+        if _writing.get():
+            raise RuntimeError("a write transaction inside another one: SQLite would deadlock")
+        token = _writing.set(True)
+        try:
+            async with self._writer, self._translated(), self.engine.begin() as conn:
+                yield Tx(conn, self.dialect)
+        finally:
+            _writing.reset(token)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        """A transaction that only reads. On SQLite it does not take the write lock (a plain
+        deferred BEGIN: WAL readers wait for no writer), so reads never queue behind writes."""
+        async with self._translated(), self.engine.connect() as conn:
+            conn = await conn.execution_options(chronos_read_only=True)
+            async with conn.begin():
+                yield Tx(conn, self.dialect)
+
+    @asynccontextmanager
+    async def _translated(self) -> AsyncIterator[None]:
+        try:
+            yield
         except (DuplicateFire, StoreUnavailable, StoreDataError):
             raise
         except Exception as exc:
@@ -142,6 +200,9 @@ class Store:
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -149,7 +210,11 @@ def _upgrade(connection: Connection, revision: str) -> None:
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    """WAL, a busy timeout, and BEGIN IMMEDIATE so writers queue instead of failing."""
+    """WAL, a busy timeout, and BEGIN IMMEDIATE so writers queue instead of failing.
+
+    `synchronous=FULL`: every commit is on disk (fsync of the WAL) before it returns, so what
+    a 2xx answered survives a process crash and a power loss alike. (NORMAL would survive a
+    crash of the process but may lose the last commits to a power loss.)"""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -157,9 +222,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get("chronos_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

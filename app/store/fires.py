@@ -5,15 +5,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.records import AttemptRecord, FireRecord
 from app.domain.states import RunStatus
 from app.store.errors import DuplicateFire
-from app.store.rows import attempt_to_json, fire_from_row
+from app.store.fire_views import FireViews
+from app.store.rows import attempt_to_json, fire_from_row, fire_from_values
 from app.store.tables import fires
+from app.store.upsert import upsert_into
+
+# Statements of every run, built once (building one costs more than running it).
+_BUFFERED = (
+    select(fires)
+    .where(fires.c.job_id == bindparam("b_job_id"), fires.c.status == RunStatus.BUFFERED)
+    .order_by(fires.c.id)
+    .limit(1)
+)
+# A write by the lease holder (the fencing condition of `_held`); the columns to set come
+# with the parameters.
+_HELD_UPDATE = update(fires).where(
+    fires.c.id == bindparam("b_id"),
+    fires.c.fencing_token == bindparam("b_token"),
+    fires.c.status == RunStatus.RUNNING,
+)
+# INSERT … ON CONFLICT (dedup_key) DO NOTHING RETURNING id, built once per dialect.
+_INSERTS: dict[str, Any] = {}
 
 
 def _held(fire_id: int, fencing_token: int) -> ColumnElement[bool]:
@@ -26,9 +44,10 @@ def _held(fire_id: int, fencing_token: int) -> ColumnElement[bool]:
     )
 
 
-class FireRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+class FireRepository(FireViews):
+    def __init__(self, conn: AsyncConnection, dialect: str = "sqlite") -> None:
         self.conn = conn
+        self.dialect = dialect
 
     async def get_by_key(self, dedup_key: str) -> FireRecord | None:
         row = (await self.conn.execute(select(fires).where(fires.c.dedup_key == dedup_key))).first()
@@ -39,18 +58,19 @@ class FireRepository:
         return fire_from_row(row) if row else None
 
     async def insert(self, values: dict[str, Any]) -> FireRecord:
-        """Insert a fire; `DuplicateFire` if its dedup key exists (the unique key decides)."""
-        try:
-            async with self.conn.begin_nested():
-                result = await self.conn.execute(insert(fires).values(**values))
-        except IntegrityError as exc:
-            raise DuplicateFire(values["dedup_key"]) from exc
-        fire_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
-        fire = await self.get(int(fire_id)) if fire_id is not None else None
-        if fire is None:
-            fire = await self.get_by_key(values["dedup_key"])
-        assert fire is not None
-        return fire
+        """Insert a fire; `DuplicateFire` if its dedup key exists (the unique key decides).
+        One statement: the record is built from the values written and the new id."""
+        stmt = _INSERTS.get(self.dialect)
+        if stmt is None:
+            stmt = _INSERTS[self.dialect] = (
+                upsert_into(fires, self.dialect)
+                .on_conflict_do_nothing(index_elements=[fires.c.dedup_key])
+                .returning(fires.c.id)
+            )
+        fire_id = (await self.conn.execute(stmt, values)).scalar_one_or_none()
+        if fire_id is None:
+            raise DuplicateFire(values["dedup_key"])
+        return fire_from_values(int(fire_id), values)
 
     async def list_for_job(self, job_id: str, *, limit: int = 50) -> list[FireRecord]:
         stmt = (
@@ -75,13 +95,7 @@ class FireRepository:
 
     async def buffered(self, job_id: str) -> FireRecord | None:
         """The job's buffered fire (at most one waits), if any."""
-        stmt = (
-            select(fires)
-            .where(fires.c.job_id == job_id, fires.c.status == RunStatus.BUFFERED)
-            .order_by(fires.c.id)
-            .limit(1)
-        )
-        row = (await self.conn.execute(stmt)).first()
+        row = (await self.conn.execute(_BUFFERED, {"b_job_id": job_id})).first()
         return fire_from_row(row) if row else None
 
     async def start_buffered(
@@ -217,11 +231,8 @@ class FireRepository:
     async def renew_lease(
         self, fire_id: int, fencing_token: int, lease_expires_at: datetime
     ) -> bool:
-        result = await self.conn.execute(
-            update(fires)
-            .where(_held(fire_id, fencing_token))
-            .values(lease_expires_at=lease_expires_at)
-        )
+        params = {"b_id": fire_id, "b_token": fencing_token, "lease_expires_at": lease_expires_at}
+        result = await self.conn.execute(_HELD_UPDATE, params)
         return result.rowcount == 1
 
     async def finish(
@@ -236,19 +247,18 @@ class FireRepository:
         error: str | None,
     ) -> bool:
         """Record a run's end; False if the lease was lost (a newer attempt owns the fire)."""
-        result = await self.conn.execute(
-            update(fires)
-            .where(_held(fire_id, fencing_token))
-            .values(
-                status=status,
-                finished_at=finished_at,
-                outcome=outcome,
-                output=output,
-                error=error,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-        )
+        params = {
+            "b_id": fire_id,
+            "b_token": fencing_token,
+            "status": status,
+            "finished_at": finished_at,
+            "outcome": outcome,
+            "output": output,
+            "error": error,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        result = await self.conn.execute(_HELD_UPDATE, params)
         return result.rowcount == 1
 
     async def retry_later(

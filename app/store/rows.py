@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from app.domain.records import AttemptRecord, FireRecord, JobRecord, OutboxRecord, RetryPolicy
@@ -63,6 +63,39 @@ def fire_from_row(row: Any) -> FireRecord:
         retry_at=m["retry_at"],
         previous_attempts=tuple(attempt_from_json(a) for a in m["previous_attempts"] or ()),
     )
+
+
+def fire_from_values(fire_id: int, values: dict[str, Any]) -> FireRecord:
+    """The record of a fire just inserted with `values` (see `new_fire`), without reading it
+    back: columns not given take their defaults."""
+    return FireRecord(
+        id=fire_id,
+        job_id=values["job_id"],
+        fire_at=_utc(values["fire_at"]),
+        dedup_key=values["dedup_key"],
+        kind=RunKind(values["kind"]),
+        status=RunStatus(values["status"]),
+        attempt=values.get("attempt", 1),
+        lease_owner=values.get("lease_owner"),
+        lease_expires_at=_utc(values.get("lease_expires_at")),
+        fencing_token=values.get("fencing_token", 0),
+        admitted_at=_utc(values["admitted_at"]),
+        started_at=_utc(values.get("started_at")),
+        finished_at=_utc(values.get("finished_at")),
+        outcome=values.get("outcome"),
+        output=values.get("output"),
+        error=values.get("error"),
+        slots=values.get("slots", 1),
+        retry_at=_utc(values.get("retry_at")),
+        previous_attempts=tuple(
+            attempt_from_json(a) for a in values.get("previous_attempts") or ()
+        ),
+    )
+
+
+def _utc(value: Any) -> Any:
+    """A datetime as the store reads it back: in UTC."""
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
 
 
 def attempt_from_json(data: dict[str, Any]) -> AttemptRecord:

@@ -120,6 +120,7 @@ fires = Table(
     Index("ix_fires_job_id_fire_at", "job_id", "fire_at"),
     Index("ix_fires_status_lease", "status", "lease_expires_at"),
     Index("ix_fires_status_retry_at", "status", "retry_at"),
+    Index("ix_fires_job_id_status", "job_id", "status"),  # migration 0008
 )
 
 # Each fire token presented, bound to the fire (`job_id:fire_at` key) it was first presented

@@ -19,7 +19,7 @@ class Tx:
         self.conn = conn
         self.dialect = dialect
         self.jobs = JobRepository(conn, dialect)
-        self.fires = FireRepository(conn)
+        self.fires = FireRepository(conn, dialect)
         self.fire_tokens = FireTokenRepository(conn, dialect)
         self.outbox = OutboxRepository(conn, dialect)
         self.leases = LeaseRepository(conn, dialect)
