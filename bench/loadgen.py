@@ -135,9 +135,13 @@ def run_wrk(
     )
 
 
-def run_wrk_plain(url: str, *, seconds: float, connections: int) -> float:
-    """Requests per second of `wrk` GETting `url` (no script)."""
+def run_wrk_plain(
+    url: str, *, seconds: float, connections: int, script: Path | None = None
+) -> float:
+    """Requests per second of `wrk` GETting `url` (or sending what `script` makes)."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", url]
+    if script is not None:
+        argv[4:4] = ["-s", str(script)]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     line = next(line for line in out.splitlines() if line.startswith("Requests/sec:"))
     return float(line.split()[1])

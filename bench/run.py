@@ -3,7 +3,10 @@ alternately in one run, on SQLite and (when reachable) PostgreSQL.
 
 Writes `bench/results/latest.md`, `latest.json` and, with matplotlib, `latest.png`.
 Knobs (environment): BENCH_DATABASE_URL (PostgreSQL, postgresql+asyncpg://...; PG_TEST_URL
-when unset), BENCH_JOBS, BENCH_ROUNDS, BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_COLD_RUNS.
+when unset), BENCH_JOBS, BENCH_ROUNDS, BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_COLD_RUNS; and
+those of the measurements in their own modules: BENCH_RECONCILE_JOBS, BENCH_NAS_LATENCY_MS,
+BENCH_LOOP_SAMPLE (`reconcile.py`), BENCH_BURST_JOBS (`burst.py`), BENCH_LATENESS_JOBS,
+BENCH_LATENESS_SECONDS (`lateness.py`).
 """
 
 from __future__ import annotations
@@ -11,32 +14,41 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+import traceback
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench import burst, lateness, reconcile
+from bench.harness import (
+    AUDIENCE,
+    CHRONOS,
+    PYTHON,
+    ROOT,
+    Bench,
+    answers,
+    create_jobs,
+    free_port,
+    fresh_postgres,
+    log,
+    next_runs,
+    postgres_url,
+    process,
+    wait_for,
+)
 from bench.loadgen import WrkResult, run_wrk, run_wrk_plain, write_script
+from bench.table import DATABASES, X, not_measured, row, text_row
 from bench.tokens import BenchKey
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-PYTHON = sys.executable
-CHRONOS = str(Path(sys.executable).parent / "chronos")
-AUDIENCE = "agent:bench"
-NAS_TOKEN = "bench-nas-token-0123456789"  # noqa: S105 - a loopback test value
-ADMIN_TOKEN = "bench-admin-token-0123456789"  # noqa: S105 - a loopback test value
 
 JOBS = int(os.environ.get("BENCH_JOBS", "600"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
@@ -46,52 +58,6 @@ COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "5"))
 # Fires per job per round: each round fires every job this many times (its next slots, 1 h
 # apart), so a round holds JOBS * SLOTS distinct fires.
 SLOTS = 2
-X = "\N{MULTIPLICATION SIGN}"
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def process(
-    argv: list[str], *, env: dict[str, str] | None = None, cwd: Path, log_file: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `argv` until the block ends; SIGTERM, then SIGKILL after 15 s."""
-    with log_file.open("ab") as out:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-
-def wait_for(probe: Callable[[], bool], *, timeout: float, what: str, step: float = 0.005) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(step)
-
-
-def answers(url: str, *, method: str = "GET", ok: tuple[int, ...] = (200,), **kw: Any) -> bool:
-    try:
-        return httpx.request(method, url, timeout=2, **kw).status_code in ok
-    except httpx.TransportError:
-        return False
 
 
 def rss_mib(pid: int) -> float:
@@ -101,108 +67,7 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-# -- the processes -------------------------------------------------------------------------------
-
-
-@dataclass
-class Bench:
-    tmp: Path
-    key: BenchKey
-    nas_url: str
-    script: Path
-    results: dict[str, Any] = field(default_factory=dict)
-
-    def agent_env(self, database_url: str, port: int) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOS_")}
-        env.update(
-            CHRONOS_ENV="dev",
-            CHRONOS_DATABASE_URL=database_url,
-            CHRONOS_HOST="127.0.0.1",
-            CHRONOS_PORT=str(port),
-            CHRONOS_PORTAL_URL=self.nas_url,
-            CHRONOS_CALLBACK_URL=f"http://127.0.0.1:{port}",
-            CHRONOS_EXPECTED_AUDIENCE=AUDIENCE,
-            CHRONOS_NAS_JWKS_URL=f"{self.nas_url}/.well-known/jwks.json",
-            CHRONOS_NAS_TOKEN=NAS_TOKEN,
-            CHRONOS_ADMIN_TOKEN=ADMIN_TOKEN,
-            CHRONOS_DRAIN_SETTLE_SECONDS="0",
-        )
-        return env
-
-    @contextmanager
-    def agent(self, database_url: str, name: str) -> Iterator[tuple[str, int]]:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        with process(
-            [CHRONOS, "serve"],
-            env=self.agent_env(database_url, port),
-            cwd=self.tmp,
-            log_file=self.tmp / f"agent-{name}.log",
-        ) as proc:
-            wait_for(lambda: answers(f"{url}/readyz"), timeout=60, what="the agent", step=0.1)
-            yield url, proc.pid
-
-    @contextmanager
-    def bare(self, name: str = "bare") -> Iterator[tuple[str, int]]:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        with process(
-            [PYTHON, "-m", "bench.baseline_app", str(port)],
-            cwd=ROOT,
-            log_file=self.tmp / f"{name}.log",
-        ) as proc:
-            wait_for(lambda: answers(f"{url}/docs"), timeout=30, what="the bare app", step=0.05)
-            yield url, proc.pid
-
-    def token(self, job_id: str, fire_at: str) -> str:
-        return self.key.fire_token(AUDIENCE, self.nas_url, job_id, fire_at)
-
-    def write_lines(self, path: Path, fires: list[tuple[str, str]]) -> Path:
-        """One delivery per line: JSON body, tab, token (each with its own jti)."""
-        with path.open("w") as out:
-            for job_id, fire_at in fires:
-                body = json.dumps({"job_id": job_id, "fire_at": fire_at}, separators=(",", ":"))
-                out.write(f"{body}\t{self.token(job_id, fire_at)}\n")
-        return path
-
-    def wrk(self, url: str, lines: Path) -> WrkResult:
-        time.sleep(1)  # let the previous run's stragglers finish before measuring the next
-        return run_wrk(self.script, url, lines, seconds=SECONDS, connections=CONNECTIONS)
-
-
 # -- jobs ----------------------------------------------------------------------------------------
-
-
-async def create_jobs(agent_url: str, nas_url: str, count: int, prefix: str) -> dict[str, str]:
-    """`count` jobs (`every 1h`, a no-op HTTP target at the stub) through `POST /api/jobs`,
-    8 at a time; returns job id -> next_run_at."""
-    created: dict[str, str] = {}
-    limit = asyncio.Semaphore(8)
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with httpx.AsyncClient(base_url=agent_url, headers=headers, timeout=60) as client:
-
-        async def create(index: int) -> None:
-            body = {
-                "name": f"{prefix}-{index:05d}",
-                "schedule": "every 1h",
-                "target": {"type": "http", "url": f"{nas_url}/target", "method": "GET"},
-            }
-            async with limit:
-                response = await client.post("/api/jobs", json=body)
-            response.raise_for_status()
-            job = response.json()
-            created[job["id"]] = job["next_run_at"]
-
-        await asyncio.gather(*(create(i) for i in range(count)))
-    return created
-
-
-def next_runs(agent_url: str) -> dict[str, str]:
-    """Every job's current next_run_at, from `GET /api/jobs`."""
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    response = httpx.get(f"{agent_url}/api/jobs", headers=headers, timeout=60)
-    response.raise_for_status()
-    return {job["id"]: job["next_run_at"] for job in response.json()}
 
 
 def settled_next_runs(agent_url: str) -> dict[str, str]:
@@ -214,6 +79,11 @@ def settled_next_runs(agent_url: str) -> dict[str, str]:
         if latest == current:
             return latest
         current = latest
+
+
+def wrk(bench: Bench, url: str, lines: Path) -> WrkResult:
+    time.sleep(1)  # let the previous run's stragglers finish before measuring the next
+    return run_wrk(bench.script, url, lines, seconds=SECONDS, connections=CONNECTIONS)
 
 
 def slot(next_run_at: str, hours: int) -> str:
@@ -239,8 +109,8 @@ def bench_database(bench: Bench, bare_url: str, database_url: str, label: str) -
                 bench.tmp / f"{label}-distinct-{r}.txt",
                 [(job_id, slot(nxt, k)) for k in range(SLOTS) for job_id, nxt in current],
             )
-            bare = bench.wrk(bare_url, lines)
-            agent = bench.wrk(agent_url, lines)
+            bare = wrk(bench, bare_url, lines)
+            agent = wrk(bench, agent_url, lines)
             figures["distinct"].append({"bare": wrk_dict(bare), "agent": wrk_dict(agent)})
             log(
                 f"{label} round {r + 1}: bare {bare.per_second():,.0f}/s,"
@@ -252,8 +122,8 @@ def bench_database(bench: Bench, bare_url: str, database_url: str, label: str) -
         fired = sorted((job_id, nxt) for job_id, nxt in jobs.items() if moved[job_id] != nxt)
         duplicates = bench.write_lines(bench.tmp / f"{label}-duplicate.txt", fired)
         for r in range(ROUNDS):
-            bare = bench.wrk(bare_url, duplicates)
-            agent = bench.wrk(agent_url, duplicates)
+            bare = wrk(bench, bare_url, duplicates)
+            agent = wrk(bench, agent_url, duplicates)
             figures["duplicate"].append({"bare": wrk_dict(bare), "agent": wrk_dict(agent)})
             log(
                 f"{label} duplicates {r + 1}: bare {bare.per_second():,.0f}/s,"
@@ -274,49 +144,6 @@ def wrk_dict(result: WrkResult) -> dict[str, Any]:
         "statuses": result.statuses,
         "latency_us": result.latency_us,
     }
-
-
-# -- PostgreSQL ----------------------------------------------------------------------------------
-
-
-def postgres_url() -> str | None:
-    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("PG_TEST_URL")
-    return url if url and url.startswith("postgresql") else None
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-async def _admin_sql(url: str, statement: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(_dsn(url), timeout=3)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-@contextmanager
-def fresh_postgres(url: str) -> Iterator[str | None]:
-    """A database `bench_<pid>` on the server of `url`, dropped afterwards; None when the
-    server is not reachable."""
-    name = f"bench_{os.getpid()}"
-    try:
-        asyncio.run(_admin_sql(url, f"CREATE DATABASE {name}"))
-    except (OSError, TimeoutError, ImportError) as exc:
-        log(f"PostgreSQL at {url} not reachable ({exc!r}): skipped")
-        yield None
-        return
-    except Exception as exc:  # asyncpg's errors (auth, permissions) have no common base here
-        log(f"PostgreSQL at {url} refused CREATE DATABASE ({exc!r}): skipped")
-        yield None
-        return
-    try:
-        yield url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        asyncio.run(_admin_sql(url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 # -- token verification --------------------------------------------------------------------------
@@ -373,6 +200,13 @@ def cold_starts(bench: Bench, database_url: str, jobs: dict[str, str]) -> dict[s
     one second after that answer; alternately, `COLD_RUNS` times each."""
     bare_s, agent_s, bare_rss, agent_rss = [], [], [], []
     fires = sorted(jobs.items())
+    # An installed image has its bytecode compiled (pip compiles what it installs); an editable
+    # checkout under PYTHONDONTWRITEBYTECODE=1 would compile the app at every start instead.
+    subprocess.run(
+        [PYTHON, "-m", "compileall", "-q", str(ROOT / "app"), str(ROOT / "bench")],
+        check=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
+    )
     for run in range(COLD_RUNS):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -415,48 +249,12 @@ def cold_starts(bench: Bench, database_url: str, jobs: dict[str, str]) -> dict[s
 
 
 def median_of(rounds: list[dict[str, Any]], side: str, key: str) -> float:
-    return statistics.median(r[side][key] for r in rounds)
-
-
-def row(
-    figure: str,
-    bare: float | None,
-    agent: float | None,
-    goal: tuple[str, float],
-    fmt: str,
-    unit: str = "",
-) -> dict[str, Any]:
-    """A table row; `goal` is (">=", x): Chronos/bare at least x, or ("<=", x): at most x."""
-    ratio = agent / bare if bare and agent is not None else None
-    op, limit = goal
-    met = None if ratio is None else (ratio >= limit if op == ">=" else ratio <= limit)
-    return {
-        "figure": figure,
-        "bare": None if bare is None else f"{bare:{fmt}}{unit}",
-        "chronos": None if agent is None else f"{agent:{fmt}}{unit}",
-        "ratio": None if ratio is None else f"{ratio:.3g}{X}",
-        "goal": f"{'≥' if op == '>=' else '≤'} {limit}{X}",
-        "met": None if met is None else ("yes" if met else "no"),
-        "bare_value": bare,
-        "chronos_value": agent,
-        "ratio_value": ratio,
-    }
-
-
-def not_measured(figure: str, goal: str) -> dict[str, Any]:
-    return {
-        "figure": figure,
-        "bare": "not measured yet",
-        "chronos": "not measured yet",
-        "ratio": "—",
-        "goal": goal,
-        "met": "—",
-    }
+    return float(statistics.median(r[side][key] for r in rounds))
 
 
 def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for label, title in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+    for label, title in DATABASES:
         data = results.get(label)
         if data is None:
             rows.append(not_measured(f"distinct fires admitted/s, {title}", f"≥ 0.35{X}"))
@@ -485,6 +283,7 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "/s",
             )
         )
+    rows.extend(burst.rows(results))
     verify = results["verify"]
     rows.append(
         row(
@@ -496,12 +295,7 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             " µs",
         )
     )
-    rows.append(
-        not_measured(
-            "reconcile 10,000 jobs, NAS empty, vs a sequential loop of provisions",
-            f"≥ 10{X} faster at 20 ms NAS latency",
-        )
-    )
+    rows.extend(reconcile.rows(results))
     cold = results["cold"]
     rows.append(
         row(
@@ -523,27 +317,29 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             " s",
         )
     )
-    rows.append(
-        not_measured("100 `every 1s` jobs, lateness p99 (NAS → target)", "p99 ≤ 25 ms, no 503")
-    )
+    rows.extend(lateness.rows(results))
     sqlite = results.get("sqlite") or {}
     rows.append(
-        {
-            "figure": "creating jobs through `POST /api/jobs` (one per call, 8 in flight), SQLite",
-            "bare": "—",
-            "chronos": f"{sqlite.get('jobs_created_per_s', 0):,.0f} jobs/s",
-            "ratio": "—",
-            "goal": "≥ 1,000 jobs/s in bulk (`POST /api/jobs/batch`, not built yet)",
-            "met": "no",
-        }
+        text_row(
+            "creating jobs through `POST /api/jobs` (one per call, 8 in flight), SQLite",
+            "—",
+            f"{sqlite.get('jobs_created_per_s', 0):,.0f} jobs/s",
+            "— (the bulk rows below carry the goal)",
+            None,
+        )
     )
+    rows.extend(reconcile.bulk_rows(results))
     return rows
 
 
 def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    provisions = results["nas_stub_provisions_per_s"]
+    latency = f"{reconcile.LATENCY_MS:g}"
     lines = [
         f"Measured {results['when']} on {results['machine']}; NAS stub alone:"
-        f" {results['nas_stub_per_s']:,.0f} req/s.",
+        f" {results['nas_stub_per_s']:,.0f} list calls/s, {provisions['0']:,.0f} provisions/s;"
+        f" {provisions[latency]:,.0f} provisions/s at {latency} ms latency"
+        f" ({CONNECTIONS} connections each).",
         "",
         "| figure | bare | Chronos | ratio | goal | met? |",
         "|---|---|---|---|---|---|",
@@ -555,7 +351,8 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:
-    """Latency percentiles of the distinct-fire runs, bare vs agent, per database."""
+    """Left: latency percentiles of the distinct-fire runs, bare vs agent, per database.
+    Right: the lateness CDF of the `every 1s` jobs, per database."""
     try:
         import matplotlib
 
@@ -563,7 +360,7 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure, (axis, right) = plt.subplots(1, 2, figsize=(13, 4.5))
     for label in ("sqlite", "postgres"):
         data = results.get(label)
         if data is None:
@@ -582,6 +379,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     axis.set_yscale("log")
     axis.set_title(f"Fire answer latency under wrk, {CONNECTIONS} connections")
     axis.legend()
+    if not lateness.plot_cdf(right, results):
+        right.set_axis_off()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -589,6 +388,26 @@ def plot(results: dict[str, Any], path: Path) -> bool:
 
 
 # -- main ----------------------------------------------------------------------------------------
+
+
+def each_database(what: str, measure: Callable[[str], dict[str, Any] | None]) -> dict[str, Any]:
+    """`measure` on SQLite, then PostgreSQL when configured. A failure (the agent may be broken
+    for a while by work in progress) is recorded as {"error", "traceback"} in its place and the
+    bench goes on."""
+    figures: dict[str, Any] = {}
+    for label, _title in DATABASES:
+        if label == "postgres" and postgres_url() is None:
+            continue
+        log(f"{what}, {label}")
+        try:
+            figures[label] = measure(label)
+        except Exception as exc:  # any failure of one measurement must not lose the others
+            log(f"{what}, {label} failed: {exc!r}")
+            figures[label] = {
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
+    return figures
 
 
 def main() -> None:
@@ -623,7 +442,11 @@ def main() -> None:
                 f"{nas_url}/api/agent-cron/list", seconds=3, connections=CONNECTIONS
             )
             results["nas_stub_per_s"] = stub
-            log(f"NAS stub alone: {stub:,.0f} req/s ({1e6 / stub:.0f} µs per call)")
+            log(f"NAS stub alone: {stub:,.0f} list calls/s ({1e6 / stub:.0f} µs per call)")
+            provisions = reconcile.stub_alone(nas_url, tmp, CONNECTIONS)
+            results["nas_stub_provisions_per_s"] = provisions
+            for latency, rate in provisions.items():
+                log(f"NAS stub alone, {latency} ms latency: {rate:,.0f} provisions/s")
 
             sqlite_url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
             with bench.bare() as (bare_url, _pid):
@@ -637,6 +460,16 @@ def main() -> None:
                             results["postgres"] = bench_database(
                                 bench, bare_url, pg_url, "postgres"
                             )
+                results["burst"] = each_database(
+                    "burst", lambda label: burst.measure(bench, bare_url, label)
+                )
+            results["reconcile"] = each_database(
+                "reconcile", lambda label: reconcile.measure(bench, label)
+            )
+            results["reconcile"]["loop"] = reconcile.loops(nas_url)
+            results["lateness"] = each_database(
+                "lateness", lambda label: lateness.measure(bench, label)
+            )
             log("token verification")
             results["verify"] = asyncio.run(verify_costs(bench))
             log("cold starts (SQLite)")
