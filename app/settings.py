@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/chronos.db"
+SUPPORTED_DATABASES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 PLACEHOLDER_SECRETS = {"changeme", "changethis", "change-me", "change-this"}
 
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "0.0.0.0"  # noqa: S104 - a service behind a load balancer listens on all interfaces
     port: int = Field(default=8080, ge=1, le=65535)
+    # Addresses whose X-Forwarded-For / X-Forwarded-Proto are believed (the reverse proxy's),
+    # comma-separated, or "*" for any; uvicorn's syntax.
+    forwarded_allow_ips: str = Field(default="127.0.0.1", min_length=1, max_length=4096)
 
     portal_url: str | None = None
     callback_url: str | None = None
@@ -112,6 +116,17 @@ class Settings(BaseSettings):
     completed_retention_seconds: int = Field(default=7 * 86400, ge=0)
 
     log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in SUPPORTED_DATABASES:
+            raise ValueError(
+                f"unsupported scheme {scheme or value[:20]!r}: use"
+                " sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DATABASE"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -249,9 +264,17 @@ def _url_problem(env_name: str, value: str, *, allow_loopback_http: bool) -> str
 
 
 def ensure_sqlite_folder(database_url: str) -> None:
-    """Create the folder of a SQLite file database, so the default works on a fresh clone."""
+    """Create the folder of the default SQLite database (`./data`), so a fresh clone works; a
+    SQLite path given explicitly must name an existing folder (a typo must not create one):
+    `ConfigError` otherwise."""
     prefix = "sqlite+aiosqlite:///"
-    if database_url.startswith(prefix):
-        path = database_url[len(prefix) :].split("?", 1)[0]
-        if path and path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if not database_url.startswith(prefix):
+        return
+    path = database_url[len(prefix) :].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if database_url == DEFAULT_DATABASE_URL:
+        os.makedirs(folder, exist_ok=True)
+    elif not os.path.isdir(folder):
+        raise ConfigError(f"CHRONOS_DATABASE_URL: the folder {folder} does not exist")

@@ -77,9 +77,32 @@ app = typer.Typer(
     name="chronos",
     help="Chronos: cron for agents that scale to zero, armed through NAS.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     cls=ChronosGroup,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from app.version import VERSION
+
+        typer.echo(f"chronos {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """Chronos: cron for agents that scale to zero, armed through NAS."""
+
+
 app.command()(serve)
 app.command()(migrate)
 app.command("nas-emulator")(nas_emulator)

@@ -13,22 +13,43 @@ import socket
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from app.cli.config import load_settings
 from app.cli.console import fail, out
-from app.settings import ConfigError
+from app.settings import ConfigError, ensure_sqlite_folder
 
 if TYPE_CHECKING:
     import uvicorn
 
     from app.emulator import EmulatorConfig
     from app.services import DrainState
+    from app.settings import Settings
 
 
 HTTP_SHUTDOWN_SECONDS = 5
+
+
+def server_config(
+    app: Any, settings: Settings, *, host: str | None = None, port: int | None = None
+) -> uvicorn.Config:
+    """How `chronos serve` runs `app` in uvicorn."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        # Forwarded headers are believed from CHRONOS_FORWARDED_ALLOW_IPS only (the proxy).
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # Requests still open once the drain finished (fires are refused by then) get this
+        # long; the lifespan's shutdown follows.
+        timeout_graceful_shutdown=HTTP_SHUTDOWN_SECONDS,
+    )
 
 
 def draining_server(config: uvicorn.Config, drain: DrainState) -> uvicorn.Server:
@@ -76,7 +97,6 @@ def serve(
 ) -> None:
     """Run the agent. Refuses to start when fires could not be verified or armed."""
     without_httpx_cli()
-    import uvicorn
 
     from app.logs import configure_logging
     from app.main import create_app
@@ -84,6 +104,7 @@ def serve(
     settings = load_settings()
     try:
         settings.require_fire_config()
+        ensure_sqlite_folder(settings.database_url)
     except ConfigError as exc:
         raise fail(f"configuration error: {exc}") from None
     configure_logging(
@@ -92,17 +113,7 @@ def serve(
     for warning in settings.weak_secret_warnings():
         logging.getLogger("app.settings").warning(warning)
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=None,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
-        # Requests still open once the drain finished (fires are refused by then) get this
-        # long; the lifespan's shutdown follows.
-        timeout_graceful_shutdown=HTTP_SHUTDOWN_SECONDS,
-    )
+    config = server_config(app, settings, host=host, port=port)
     server = draining_server(config, app.state.drain)
     server.run()
     if not server.started:
@@ -114,6 +125,10 @@ def migrate() -> None:
     from app.store import Store
 
     settings = load_settings()
+    try:
+        ensure_sqlite_folder(settings.database_url)
+    except ConfigError as exc:
+        raise fail(f"configuration error: {exc}") from None
 
     async def run() -> None:
         store = Store.from_url(settings.database_url)
