@@ -28,7 +28,8 @@ def parse_target(
     chosen = [x for x in (http, command, python) if x]
     if len(chosen) != 1:
         raise fail(
-            "give exactly one target: --http URL, --command ARG… or --python module:function"
+            "give exactly one target: --http URL, --python module:function, or a command"
+            " after --: chronos jobs add SCHEDULE -- ARGV..."
         )
     target: dict[str, Any]
     if http:
@@ -217,10 +218,15 @@ def jobs_resume(
 
 
 @jobs_app.command("rm")
-def jobs_rm(job_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+def jobs_rm(
+    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
     """Delete a job (cancels its arm at NAS)."""
     call("DELETE", f"/api/jobs/{job_id}", url, token)
-    out().print(f"deleted {job_id}")
+    if as_json:
+        out().print_json(json.dumps({"deleted": job_id}))
+    else:
+        out().print(f"deleted {job_id}")
 
 
 @jobs_app.command("trigger")
@@ -245,8 +251,9 @@ def jobs_runs(
     print_result(runs, as_json, runs_table)
 
 
-def reconcile(url: UrlOpt = None, token: TokenOpt = None) -> None:
-    """Reconcile the agent's jobs with what NAS has armed, now."""
+def reconcile(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Reconcile the agent's jobs with what NAS has armed, now (the report is JSON either
+    way; `--json` for symmetry with the other commands)."""
     report = call("POST", "/api/reconcile", url, token)
     out().print_json(json.dumps(report))
     if not report.get("ok"):

@@ -38,6 +38,11 @@ def _compact_table() -> Table:
     return Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold")
 
 
+def _next_run(job: dict[str, Any]) -> str | None:
+    """A paused (or completed) job has no next run, whatever time it would resume at."""
+    return job.get("next_run_at") if job.get("state") == "scheduled" else None
+
+
 def _table_time(value: str | None) -> str:
     """Compact UTC time for table cells (`11-26 22:32:49`); cards show the full instant."""
     if not value:
@@ -68,7 +73,7 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
             job["name"],
             _schedule_text(job),
             job["state"],
-            _table_time(job.get("next_run_at")),
+            _table_time(_next_run(job)),
             job.get("last_status") or "-",
         )
     return table
@@ -86,7 +91,7 @@ def job_card(job: dict[str, Any]) -> Table:
         ("name", job["name"]),
         ("schedule", _schedule_text(job)),
         ("state", job["state"]),
-        ("next run", _short_time(job.get("next_run_at"))),
+        ("next run", _short_time(_next_run(job))),
         ("last run", _short_time(job.get("last_run_at"))),
         ("last status", job.get("last_status") or "-"),
         ("target", _target_summary(job["target"])),

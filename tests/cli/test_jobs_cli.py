@@ -112,7 +112,12 @@ def test_show_pause_resume(dev: DevAgent) -> None:
     paused = dev.json("jobs", "pause", job["id"])
     assert paused["state"] == "paused"
     assert job["id"] not in nas_armed(dev)
-    assert "paused" in dev.ok("jobs", "show", job["id"])
+    card = dev.ok("jobs", "show", job["id"])
+    assert "paused" in card
+    # A paused job has no next run: the time it would have had is not shown as one.
+    assert paused["next_run_at"].replace("+00:00", "Z") not in card
+    next_run_line = next(line for line in card.splitlines() if line.startswith("next run"))
+    assert next_run_line.split()[-1] == "-"
 
     resumed = dev.json("jobs", "resume", job["id"])
     assert resumed["state"] == "scheduled"
@@ -155,6 +160,12 @@ def test_rm(dev: DevAgent) -> None:
     assert "404" in gone.stderr
 
 
+def test_rm_json(dev: DevAgent) -> None:
+    job = add(dev, "cli-rm-json-job")
+    assert dev.json("jobs", "rm", job["id"]) == {"deleted": job["id"]}
+    assert job["id"] not in nas_armed(dev)
+
+
 def test_other_targets(dev: DevAgent) -> None:
     http_job: dict[str, Any] = dev.json(
         "jobs", "add", "in 2h", "--name", "cli-http-job", "--http", "https://example.com/hook"
@@ -175,6 +186,7 @@ def test_reconcile(dev: DevAgent) -> None:
     report = json.loads(dev.ok("reconcile"))
     assert report["ok"] is True
     assert report["list_error"] is None
+    assert dev.json("reconcile")["ok"] is True
 
 
 def test_a_bad_schedule_fails_with_the_servers_detail(dev: DevAgent) -> None:
@@ -192,6 +204,7 @@ def test_no_target_is_refused_before_calling_the_agent(dev: DevAgent) -> None:
     result = dev.run("jobs", "add", "every 1h", env=dev.env(CHRONOS_API_URL="http://127.0.0.1:9"))
     assert result.returncode != 0
     assert "target" in result.stderr
+    assert "-- ARGV" in result.stderr  # the command syntax as it really is
 
 
 def test_a_wrong_admin_token_fails(dev: DevAgent) -> None:
