@@ -20,10 +20,15 @@ def test_version(tmp_path: Path) -> None:
     assert ran.stdout.strip() == f"chronos {VERSION}"
 
 
-def test_shell_completion_is_offered(tmp_path: Path) -> None:
-    ran = run_chronos(["--show-completion", "bash"], env={}, cwd=tmp_path)
-    assert ran.returncode == 0
-    assert "_CHRONOS_COMPLETE" in ran.stdout
+def test_shell_completion_is_offered_and_completes(tmp_path: Path) -> None:
+    shown = run_chronos(["--help"], env={}, cwd=tmp_path)
+    assert "--install-completion" in shown.stdout and "--show-completion" in shown.stdout
+    # What an installed bash completion asks the command (the shell itself is detected from
+    # the process tree, so it is not asked here).
+    env = {"_CHRONOS_COMPLETE": "complete_bash", "COMP_WORDS": "chronos jo", "COMP_CWORD": "1"}
+    completed = run_chronos([], env=env, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["jobs"]
 
 
 def _echo_app(seen: dict[str, Any]) -> Any:
