@@ -41,6 +41,23 @@ def _claim_free(owner: str, now: datetime) -> ColumnElement[bool]:
     )
 
 
+def _new_operation(
+    job_id: str, op: NasOp, fire_at: datetime | None, now: datetime
+) -> dict[str, object]:
+    """The values of an operation queued now, under a new identity, unclaimed."""
+    return {
+        "job_id": job_id,
+        "op": op,
+        "fire_at": fire_at,
+        "op_id": uuid.uuid4().hex,
+        "attempts": 0,
+        "last_error": None,
+        "created_at": now,
+        "updated_at": now,
+        "parked_at": None,
+    }
+
+
 _GET = select(outbox).where(outbox.c.job_id == bindparam("b_job_id"))
 _QUEUE: dict[tuple[str, bool], Any] = {}
 
@@ -93,17 +110,7 @@ class OutboxRepository:
 
         With `claim_for`, the row is also claimed for that pusher until `claim_until` unless
         another pusher holds a claim that has not lapsed (the record's `claimed_by` tells)."""
-        params: dict[str, object] = {
-            "job_id": job_id,
-            "op": op,
-            "fire_at": fire_at,
-            "op_id": uuid.uuid4().hex,
-            "attempts": 0,
-            "last_error": None,
-            "created_at": now,
-            "updated_at": now,
-            "parked_at": None,
-        }
+        params = _new_operation(job_id, op, fire_at, now)
         claiming = claim_for is not None
         if claiming:
             params.update(claimed_by=claim_for, claimed_until=claim_until, b_now=now)
@@ -228,20 +235,7 @@ class OutboxRepository:
         transaction), one executemany of `(job_id, fire_at)`; nothing is read back."""
         if not ops:
             return
-        rows = [
-            {
-                "job_id": job_id,
-                "op": op,
-                "fire_at": fire_at,
-                "op_id": uuid.uuid4().hex,
-                "attempts": 0,
-                "last_error": None,
-                "created_at": now,
-                "updated_at": now,
-                "parked_at": None,
-            }
-            for job_id, fire_at in ops
-        ]
+        rows = [_new_operation(job_id, op, fire_at, now) for job_id, fire_at in ops]
         await self.conn.execute(outbox.insert(), rows)
 
     async def list_for_jobs(self, job_ids: list[str]) -> list[OutboxRecord]:
