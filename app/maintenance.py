@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from app.clock import Clock
+from app.logs import failure_fields
 from app.runner.outcomes import queue_due_retries
 from app.services import Services
 from app.store import Store, StoreUnavailable
@@ -143,7 +144,7 @@ async def run_step(step: Step) -> None:
             await step.action()
         except StoreUnavailable as exc:
             log.warning(
-                "maintenance: store unavailable", extra={"step": step.name, "error": str(exc)}
+                "maintenance: store unavailable", extra={"step": step.name, **failure_fields(exc)}
             )
         except Exception:  # keep the loop alive whatever one round hit
             log.exception("maintenance step failed", extra={"step": step.name})

@@ -1,5 +1,6 @@
 """`app.logs`: context bound with `log_context` reaches every line of the block and of the
-tasks started in it; the formatters render it as JSON lines or `key=value`."""
+tasks started in it; the structlog formatters render it as JSON lines (`serve`) or `key=value`
+(`dev`, coloured on a terminal only), with secrets masked and no colour codes in JSON."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,8 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog
 
 from app.logs import ContextFilter, JsonFormatter, KeyValueFormatter, log_context
+from tests.support.logs import configured_logging, json_lines
 
 
 @dataclass
@@ -232,3 +236,142 @@ def test_the_context_is_taken_when_the_line_is_logged_not_when_it_is_written() -
     with log_context(job_id="other"):
         line = json.loads(JsonFormatter().format(record))
     assert line["job_id"] == "j1"
+
+
+# -- configure_logging: the modes of `chronos serve` and `chronos dev` -------------------------
+
+ANSI = re.compile(r"\x1b\[")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def uvicorn_style_line() -> None:
+    """What uvicorn logs when it starts: the message, and a coloured copy of it as a field."""
+    logging.getLogger("uvicorn.error").warning(
+        "Started server process [%d]",
+        42,
+        extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"},
+    )
+
+
+def test_serve_writes_json_lines_without_colour_codes() -> None:
+    with configured_logging("INFO") as buffer, log_context(job_id="j1", fire_at="f"):
+        uvicorn_style_line()
+        logging.getLogger("app.x").info("\x1b[31mred\x1b[0m event", extra={"n": 1})
+
+    first, second = json_lines(buffer)
+    assert first["msg"] == "Started server process [42]"
+    assert "color_message" not in first
+    assert second["msg"] == "red event"
+    assert (first["job_id"], second["job_id"], second["n"]) == ("j1", "j1", 1)
+    assert not ANSI.search(buffer.getvalue()) and "\\u001b" not in buffer.getvalue()
+
+
+def test_dev_writes_key_value_lines_without_colour_codes_when_not_a_terminal() -> None:
+    context = log_context(job_id="j1", attempt=2, run_key="j1:k")
+    with configured_logging("INFO", json_lines=False) as buffer, context:
+        uvicorn_style_line()
+        logging.getLogger("app.runner.executor").warning(
+            "run failed", extra={"job": "nightly", "reason": "ValueError: kaboom"}
+        )
+
+    started, failed = buffer.getvalue().splitlines()
+    assert not ANSI.search(buffer.getvalue())
+    assert started.endswith(
+        " WARNING uvicorn.error: Started server process [42] job_id=j1 attempt=2 run_key=j1:k"
+    )
+    assert failed.endswith(
+        " WARNING app.runner.executor: run failed job_id=j1 attempt=2 run_key=j1:k job=nightly "
+        'reason="ValueError: kaboom"'
+    )
+    assert datetime.fromisoformat(failed.split(" ", 1)[0]).utcoffset() == timedelta(0)
+
+
+def test_dev_colours_the_level_on_a_terminal_only() -> None:
+    with configured_logging("INFO", json_lines=False, stream=Terminal()) as terminal:
+        logging.getLogger("app.x").warning("careful", extra={"n": 1})
+    assert "\x1b[33mWARNING\x1b[0m app.x: careful n=1" in terminal.getvalue()
+
+
+def test_dev_lines_are_masked_too() -> None:
+    dev = configured_logging("INFO", json_lines=False, secrets=["s3cret-admin-token"])
+    with dev as buffer, log_context(url="https://user:pw@h/"):
+        logging.getLogger("app.x").info("token s3cret-admin-token", extra={"h": "Bearer abcdefgh"})
+
+    (line,) = buffer.getvalue().splitlines()
+    assert line.endswith('app.x: token *** url=https://***@h/ h="Bearer ***"')
+
+
+def test_structlog_loggers_write_through_the_same_chain() -> None:
+    serve = configured_logging("INFO", secrets=["s3cret-admin-token"])
+    with serve as buffer, log_context(job_id="j1"):
+        structlog.get_logger("app.native").warning("native", token="s3cret-admin-token")
+
+    (entry,) = json_lines(buffer)
+    assert entry["logger"] == "app.native" and entry["level"] == "warning"
+    assert (entry["msg"], entry["job_id"], entry["token"]) == ("native", "j1", "***")
+
+
+def test_the_context_is_bound_across_an_asyncio_task_through_configure_logging() -> None:
+    async def fire(job_id: str) -> None:
+        with log_context(job_id=job_id, fire_at="2030-01-01T00:00:00+00:00"):
+            await asyncio.create_task(run(job_id))
+
+    async def run(job_id: str) -> None:
+        with log_context(attempt=1, run_key=f"{job_id}:slot"):
+            await asyncio.sleep(0)
+            logging.getLogger("app.runner").info("run finished")
+
+    async def both() -> None:
+        await asyncio.gather(fire("a"), fire("b"))
+
+    with configured_logging("INFO") as buffer:
+        asyncio.run(both())
+
+    assert sorted(tuple(e[k] for k in CONTEXT_FIELDS) for e in json_lines(buffer)) == [
+        ("a", "2030-01-01T00:00:00+00:00", 1, "a:slot"),
+        ("b", "2030-01-01T00:00:00+00:00", 1, "b:slot"),
+    ]
+
+
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("Bearer abcdef123456", "Bearer ***"),
+        ("BASIC dXNlcjpwYXNz", "BASIC ***"),
+        ("https://user:pw@nas.example/x", "https://***@nas.example/x"),
+        (f"token {JWT}", "token ***"),
+        ("GET /hook?api_key=abc123&x=1", "GET /hook?api_key=***&x=1"),
+        ("plain 2030-01-01T00:00:00+00:00", "plain 2030-01-01T00:00:00+00:00"),
+    ],
+)
+def test_every_credential_shape_is_masked_in_every_field(value: str, masked: str) -> None:
+    with configured_logging("INFO") as buffer, log_context(bound=value):
+        logging.getLogger("app.x").info(value, extra={"field": value, "nested": [value]})
+
+    (entry,) = json_lines(buffer)
+    assert (entry["msg"], entry["bound"], entry["field"], entry["nested"]) == (
+        masked,
+        masked,
+        masked,
+        [masked],
+    )
+
+
+def test_a_dev_line_is_one_line_whatever_its_message_and_a_traceback_follows_below() -> None:
+    with configured_logging("INFO", json_lines=False) as buffer:
+        try:
+            raise KeyError("missing")
+        except KeyError:
+            logging.getLogger("app.x").exception("first\nsecond", extra={"n": 1})
+
+    head, *trace = buffer.getvalue().splitlines()
+    assert head.endswith("ERROR app.x: first\\nsecond n=1")
+    assert trace[0] == "Traceback (most recent call last):"
+    assert trace[-1] == "KeyError: 'missing'"

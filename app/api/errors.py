@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from app.http_errors import error_response
 from app.http_errors import install_error_handlers as install_json_error_handlers
+from app.logs import failure_fields
 from app.runner.targets import TARGET_TAGS
 from app.store import StoreUnavailable
 from app.store.errors import StoreDataError
@@ -22,7 +23,7 @@ def install_error_handlers(app: FastAPI, *, retry_after_seconds: int) -> None:
 
     @app.exception_handler(StoreUnavailable)
     async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
-        log.error("store unavailable", extra={"error": str(exc)})
+        log.error("store unavailable", extra=failure_fields(exc))
         return error_response(
             503,
             "store_unavailable",

@@ -25,6 +25,9 @@ def build_uvicorn_server(
             host=host,
             port=port,
             log_level=log_level,
+            # Logging is the process's (`configure_logging`): uvicorn's own config would give
+            # its loggers (the agent's server's too, in `chronos dev`) handlers of their own.
+            log_config=None,
             lifespan="on",  # a failing lifespan startup stops the server instead of being ignored
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )

@@ -181,7 +181,12 @@ async def _admit(
     claimed = await tx.outbox.queue(
         job.id, op, at, now, claim_for=who.pusher_id, claim_until=now + who.claim
     )
-    log.info("fire admitted", extra={"status": fire.status})
+    if fire.status in (RunStatus.MISSED, RunStatus.SKIPPED):  # recorded, not run: say why
+        log.warning(
+            f"fire {fire.status}", extra={"status": fire.status, "job": job.name, "reason": error}
+        )
+    else:
+        log.info("fire admitted", extra={"status": fire.status})
     body = {"job_id": job.id, "fire_at": fire_at.isoformat()}
     if fire.status in (RunStatus.RUNNING, RunStatus.BUFFERED):
         running = fire.status == RunStatus.RUNNING

@@ -17,6 +17,7 @@ from datetime import datetime
 from app.clock import Clock
 from app.domain.records import JobRecord
 from app.domain.states import JobState, NasOp
+from app.logs import failure_fields
 from app.nas.client import ArmedFire, ListUnsupported, NasClient, NasError
 from app.outbox.pusher import OutboxPusher
 from app.store import Store
@@ -112,7 +113,7 @@ class ArmAudit:
             self.counts.list_errors += 1
             log.warning(
                 "arm audit: NAS list failed; these jobs wait for the next audit",
-                extra={"error": str(exc), "jobs": len(job_ids)},
+                extra={**failure_fields(exc), "jobs": len(job_ids)},
             )
             self._keep_waiting(job_ids)
             return []

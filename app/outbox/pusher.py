@@ -12,7 +12,7 @@ from enum import Enum
 from app.clock import Clock
 from app.domain.records import OutboxRecord
 from app.domain.states import JobState, NasOp
-from app.logs import log_context
+from app.logs import failure_fields, log_context
 from app.nas.client import NasClient, RetryBudget
 from app.nas.errors import CredentialsRefused, NasError, refused_for_good
 from app.outbox.acks import AckBatcher
@@ -270,7 +270,7 @@ class OutboxPusher:
                     "job_id": op.job_id,
                     "op": op.op,
                     "status": exc.status_code,
-                    "error": str(exc),
+                    **failure_fields(exc),
                     "attempts": op.attempts + 1,
                 },
             )

@@ -8,12 +8,13 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from app.domain.records import AttemptRecord, FireRecord, RetryPolicy
 from app.domain.states import RunStatus
+from app.logs import failure_fields
 from app.runner.targets import RunResult
 from app.store import Store, StoreUnavailable, Tx
 
@@ -56,9 +57,11 @@ async def persist(
         try:
             return await write()
         except StoreUnavailable as exc:
-            level, problem = logging.WARNING, f"store unavailable ({exc})"
+            cause = failure_fields(exc)
+            level, problem = logging.WARNING, f"store unavailable ({cause['error']})"
+            host = cause.get("host")
         except Exception as exc:
-            level, problem = logging.ERROR, type(exc).__name__
+            level, problem, host = logging.ERROR, type(exc).__name__, None
             if on_error is not None:
                 on_error(exc)
         if abandon is not None and abandon.is_set():
@@ -68,11 +71,24 @@ async def persist(
             log.log(
                 level,
                 f"could not {what}; retrying",
-                extra={"tries": tries, "waited_seconds": round(waited, 1), "problem": problem},
+                extra={
+                    "tries": tries,
+                    "waited_seconds": round(waited, 1),
+                    "problem": problem,
+                    "host": host,
+                },
             )
         delay = pace.delay(tries)
         await asyncio.sleep(delay)
         waited += delay
+
+
+def log_reason(text: str, limit: int = 300) -> str:
+    """A run's error as one short log field: its last non-empty line (a traceback's or a
+    command's stderr's last line says what failed), cut to `limit` characters."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[-1] if lines else text
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
 def storable(text: str | None) -> str | None:
@@ -96,6 +112,7 @@ class Recorded:
     buffered: FireRecord | None = None
     target: dict[str, object] | None = None
     retry_at: datetime | None = None
+    job_name: str | None = None  # for the log line that says how the run ended
 
 
 class OutcomeRecorder:
@@ -148,6 +165,21 @@ class OutcomeRecorder:
             return Recorded(False)
         return recorded
 
+    @staticmethod
+    def log_end(result: RunResult, done: Recorded) -> None:
+        """One line per run's end: INFO when it succeeded, WARNING with the job's name and
+        the reason when it failed or timed out (and when its next attempt waits)."""
+        fields: dict[str, object] = {"status": result.status, "recorded": done.recorded}
+        if result.status not in FAILURES:
+            log.info("run finished", extra=fields)
+            return
+        fields.update(job=done.job_name, reason=log_reason(result.error or result.status))
+        if done.retry_at is not None:
+            fields["retry_at"] = done.retry_at.isoformat()
+            log.warning("run failed; its next attempt waits for its retry time", extra=fields)
+        else:
+            log.warning("run failed", extra=fields)
+
     async def _write(
         self,
         fire: FireRecord,
@@ -164,7 +196,8 @@ class OutcomeRecorder:
                 and result.status in FAILURES
                 and job.retry.retries_after(fire.attempt)
             ):
-                return await self._retry_later(tx, fire, job.retry, result, now, output, error)
+                retrying = await self._retry_later(tx, fire, job.retry, result, now, output, error)
+                return replace(retrying, job_name=job.name)
             recorded = await tx.fires.finish(
                 fire.id,
                 fire.fencing_token,
@@ -175,12 +208,12 @@ class OutcomeRecorder:
                 error=error,
             )
             if not recorded or job is None:
-                return Recorded(recorded)
+                return Recorded(recorded, job_name=job.name if job else None)
             await tx.jobs.set_values(fire.job_id, {"last_status": result.status})
             buffered = await take_buffered(
                 tx, fire.job_id, now, owner=self.node_id, lease=self.lease
             )
-            return Recorded(True, buffered, job.target)
+            return Recorded(True, buffered, job.target, job_name=job.name)
 
     async def _retry_later(
         self,
@@ -208,10 +241,6 @@ class OutcomeRecorder:
         if not recorded:
             return Recorded(False)
         await tx.jobs.set_values(fire.job_id, {"last_status": RunStatus.RETRYING})
-        log.warning(
-            "run failed; its next attempt waits for its retry time",
-            extra={"status": result.status, "retry_at": retry_at.isoformat()},
-        )
         return Recorded(True, retry_at=retry_at)
 
 
