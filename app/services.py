@@ -14,6 +14,7 @@ from app.clock import Clock
 from app.fire.gate import FireGate
 from app.fire.service import FireService
 from app.jobs.service import JobService
+from app.metrics import Metrics, ServiceFigures, StoreGaugeCollector
 from app.nas import NasClient, RetryBudget, build_credentials
 from app.outbox import OutboxPusher
 from app.outbox.audit import ArmAudit
@@ -74,6 +75,7 @@ class Services:
     reconciler: Reconciler
     audit: ArmAudit
     fire_gate: FireGate
+    metrics: Metrics
     startup: StartupState = field(default_factory=StartupState)
     drain: DrainState = field(default_factory=DrainState)
 
@@ -105,11 +107,13 @@ def build_services(
 ) -> Services:
     assert settings.portal_url and settings.callback_url and settings.nas_jwks_url
     assert settings.expected_audience and settings.issuer
+    metrics = Metrics()  # one registry per app: tests build many apps in one process
     nas = NasClient(
         nas_http,
         settings.portal_url,
         build_credentials(settings),
         budget=nas_retry_budget(settings),
+        metrics=metrics,
     )
     arm_budget = fire_arm_budget(settings)
     pusher = OutboxPusher(store, nas, settings.callback_url, clock, node_id=settings.node_id)
@@ -132,6 +136,7 @@ def build_services(
         lease_seconds=settings.lease_seconds,
         clock=clock,
         max_concurrent_runs=settings.max_concurrent_runs,
+        metrics=metrics,
     )
     verifier = FireTokenVerifier(
         JwksCache(
@@ -140,11 +145,23 @@ def build_services(
             max_age=settings.jwks_max_age_seconds,
             refresh_interval=settings.jwks_refresh_interval_seconds,
             failure_ttl=settings.jwks_failure_ttl_seconds,
+            metrics=metrics,
         ),
         audience=settings.expected_audience,
         issuer=settings.issuer,
         leeway=settings.jwt_leeway_seconds,
     )
+    fire_gate = FireGate(
+        concurrency=settings.fire_concurrency,
+        queue=settings.fire_queue,
+        max_wait=settings.fire_queue_wait_seconds,
+        retry_after=settings.retry_after_seconds,
+    )
+    metrics.add_collector(
+        ServiceFigures(gate=fire_gate, acks=pusher.acks, audit=audit, executor=executor)
+    )
+    gauges = StoreGaugeCollector(store, clock)
+    metrics.add_collector(gauges, refresh=gauges.refresh)
     return Services(
         settings=settings,
         store=store,
@@ -174,13 +191,15 @@ def build_services(
             clock=clock,
         ),
         reconciler=Reconciler(
-            store, nas, pusher, executor, concurrency=settings.reconcile_concurrency, clock=clock
+            store,
+            nas,
+            pusher,
+            executor,
+            concurrency=settings.reconcile_concurrency,
+            clock=clock,
+            metrics=metrics,
         ),
         audit=audit,
-        fire_gate=FireGate(
-            concurrency=settings.fire_concurrency,
-            queue=settings.fire_queue,
-            max_wait=settings.fire_queue_wait_seconds,
-            retry_after=settings.retry_after_seconds,
-        ),
+        fire_gate=fire_gate,
+        metrics=metrics,
     )

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     nas_token_command_timeout_seconds: float = Field(default=10.0, gt=0)
     admin_token: SecretStr | None = None
     admin_token_file: Path | None = None
+    # `GET /metrics` without the admin token (for a scraper on a trusted network).
+    metrics_public: bool = False
 
     # Identity of this replica: lease owner for the fires it runs.
     node_id: str = Field(

@@ -87,3 +87,12 @@ def require_admin(
 
 
 AdminDep = Depends(require_admin)
+
+
+def require_metrics_access(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)],
+) -> None:
+    """`/metrics` takes the admin token, unless `CHRONOS_METRICS_PUBLIC=true`."""
+    if not settings.metrics_public:
+        require_admin(settings, credentials)

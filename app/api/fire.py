@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import FiresDep, ServicesDep, SettingsDep
 from app.api.limits import read_body_limited
 from app.errors import Draining
+from app.fire.observe import observed_fire
 from app.validation import NO_NUL_PATTERN
 
 router = APIRouter(tags=["fire"])
@@ -53,6 +54,7 @@ _FIRE_BODY = {
 def refuse_while_draining(services: ServicesDep, settings: SettingsDep) -> None:
     """A draining agent (SIGTERM) admits nothing: NAS retries, on a replica that stays."""
     if services.drain.draining:
+        services.metrics.fire_answered("unavailable", None)
         raise Draining(
             "the agent is shutting down; the fire was not admitted: retry",
             retry_after=settings.retry_after_seconds,
@@ -90,8 +92,10 @@ def refuse_while_draining(services: ServicesDep, settings: SettingsDep) -> None:
 async def receive_fire(
     request: Request, fires: FiresDep, services: ServicesDep, settings: SettingsDep
 ) -> JSONResponse:
-    async with services.fire_gate.turn():
-        raw = await read_body_limited(request, settings.max_fire_body_bytes)
-        answer = await fires.receive(request.headers.get("authorization"), raw)
+    with observed_fire(services.metrics) as answered:
+        async with services.fire_gate.turn():
+            raw = await read_body_limited(request, settings.max_fire_body_bytes)
+            answer = await fires.receive(request.headers.get("authorization"), raw)
+        answered(answer)
     headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after else None
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)

@@ -38,6 +38,8 @@ from typing import Any
 import httpx
 import jwt
 
+from app.metrics.registry import Metrics
+
 logger = logging.getLogger(__name__)
 
 # JWK members only an asymmetric private key carries: a JWKS publishing them is misconfigured,
@@ -100,8 +102,10 @@ class JwksCache:
         refresh_interval: float = 30.0,
         failure_ttl: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self._http = http
+        self._refreshes = (metrics or Metrics()).jwks_refreshes
         self._url = url
         self._max_age = max_age
         self._refresh_interval = refresh_interval
@@ -204,8 +208,10 @@ class JwksCache:
             document, lifetime = await self._fetch_document()
             keys = _parse_jwks(document)
         except JwksUnavailable as exc:
+            self._refreshes.labels(result="error").inc()
             self._record_failure(exc)
             raise
+        self._refreshes.labels(result="ok").inc()
         now = self._clock()
         self._completed_fetches += 1
         self._keys = tuple(keys.values())
@@ -307,6 +313,12 @@ def _parse_jwks(document: Any) -> dict[str | None, jwt.PyJWK]:
     if not keys:
         raise JwksUnavailable("no usable signing key in the JWKS")
     return keys
+
+
+def signing_keys(document: Any) -> list[jwt.PyJWK]:
+    """The usable signing keys of a JWKS document, as the cache would keep them (for
+    `chronos doctor`); `JwksUnavailable` when there is none."""
+    return list(_parse_jwks(document).values())
 
 
 class _UnusableKey(ValueError):

@@ -11,35 +11,18 @@ from datetime import timedelta
 from typing import Any
 
 from app.clock import Clock
-from app.domain.fires import fire_dedup_key
 from app.domain.records import FireRecord
-from app.domain.states import RunKind, RunStatus
+from app.domain.states import RunStatus
 from app.logs import log_context
+from app.metrics.registry import Metrics
+from app.runner.context import run_context, run_log_fields
 from app.runner.leases import RELEASE_TIMEOUT_SECONDS, release_leases
+from app.runner.observe import RunObserver
 from app.runner.outcomes import OutcomeRecorder, Recorded, RetryPace, persist, take_buffered
-from app.runner.targets import RunContext, RunResult, TargetRunner, parse_target
+from app.runner.targets import RunResult, TargetRunner, parse_target
 from app.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-
-def run_context(fire: FireRecord) -> RunContext:
-    """What the target sees. A catch-up run stands for its slot, so its `Idempotency-Key` is
-    the slot's `{job_id}:{fire_at}`, as for the scheduled fire it replaces."""
-    key = fire.dedup_key
-    if fire.kind == RunKind.CATCHUP:
-        key = fire_dedup_key(fire.job_id, fire.fire_at)
-    return RunContext(fire.job_id, fire.fire_at, key, attempt=fire.attempt)
-
-
-def run_log_fields(fire: FireRecord) -> dict[str, object]:
-    """The context every log line of a run carries."""
-    return {
-        "job_id": fire.job_id,
-        "fire_at": fire.fire_at.isoformat(),
-        "attempt": fire.attempt,
-        "run_key": fire.dedup_key,
-    }
 
 
 class RunExecutor:
@@ -67,6 +50,7 @@ class RunExecutor:
         clock: Clock,
         max_concurrent_runs: int = 32,
         pace: RetryPace | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError("max_concurrent_runs must be at least 1")
@@ -78,6 +62,7 @@ class RunExecutor:
         self.capacity = max_concurrent_runs
         self.pace = pace or RetryPace()
         self.outcomes = OutcomeRecorder(store, node_id=node_id, lease=self.lease, pace=self.pace)
+        self.observe = RunObserver(metrics, clock)  # runs and takeovers in the metrics
         self._tasks: set[asyncio.Task[None]] = set()
         # Fires held here: their target runs, or their outcome waits to be recorded. They count
         # against the capacity.
@@ -183,13 +168,14 @@ class RunExecutor:
                 job = await tx.jobs.get(fire.job_id) if mine else None
             if mine is None:
                 continue
-            with log_context(**run_log_fields(mine)):
+            with log_context(**run_log_fields(mine), job=job.name if job else None):
                 log.warning(
                     "resuming a run whose lease expired",
-                    extra={"previous_owner": fire.lease_owner},
+                    extra={"previous_owner": fire.lease_owner, "reason": "lease expired"},
                 )
             self.start(mine, job.target if job else {}, job_deleted=job is None)
             taken += 1
+            self.observe.took_over()
         return taken
 
     async def start_queued(self) -> int:
@@ -273,7 +259,9 @@ class RunExecutor:
         and the fire held here, until the outcome is durably recorded."""
         lease_lost = asyncio.Event()
         work: asyncio.Task[RunResult] = asyncio.create_task(
-            self._execute(fire, target_data, job_deleted)
+            self.observe.run(
+                fire, target_data, lambda: self._execute(fire, target_data, job_deleted)
+            )
         )
         renewer = asyncio.create_task(self._renew(fire, work, lease_lost))
         done = Recorded(False)
@@ -283,7 +271,7 @@ class RunExecutor:
             except asyncio.CancelledError:
                 if not lease_lost.is_set():
                     raise  # shutdown: the lease expires and another attempt resumes the fire
-                log.error("run stopped: its lease was lost, another attempt owns the fire")
+                log.warning("run stopped: its lease was lost, another attempt owns the fire")
                 return
             # Shielded: a shutdown cancelling this run lets its outcome be written (stop_runs
             # waits for it), instead of releasing a finished fire for another run.
@@ -346,5 +334,5 @@ class RunExecutor:
             done = await self.outcomes.record(fire, result, self.clock(), lease_lost)
         finally:
             self.outcomes_waiting -= 1
-        log.info("run finished", extra={"status": result.status, "recorded": done.recorded})
+        self.outcomes.log_end(result, done)
         return done
