@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from app.api.deps import ServicesDep, StartupDep, StoreDep
-from app.store import StoreUnavailable
+from app.status.readiness import readiness
 
 router = APIRouter(tags=["health"])
 
@@ -36,17 +36,7 @@ class Readiness(BaseModel):
     },
 )
 async def readyz(store: StoreDep, startup: StartupDep, services: ServicesDep) -> JSONResponse:
-    if services.drain.draining:
-        return JSONResponse({"status": "unavailable", "reason": "draining"}, status_code=503)
-    try:
-        await store.ping()
-    except StoreUnavailable:
-        return JSONResponse(
-            {"status": "unavailable", "reason": "store unreachable"}, status_code=503
-        )
-    if not startup.done:
-        reason = "startup reconcile not finished"
-        if startup.last_error:
-            reason += f": {startup.last_error}"
-        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+    ready = await readiness(store, startup, services.drain)
+    if not ready.ready:
+        return JSONResponse({"status": "unavailable", "reason": ready.reason}, status_code=503)
     return JSONResponse({"status": "ready"})

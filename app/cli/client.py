@@ -13,6 +13,7 @@ from app.cli.config import load_settings
 from app.cli.console import fail
 
 DEV_ADMIN_TOKEN_FILE = Path("data/dev/admin-token")
+DEFAULT_API_TIMEOUT = 30.0
 
 UrlOpt = Annotated[
     str | None, typer.Option("--url", help="agent base URL (CHRONOS_API_URL)", show_default=False)
@@ -35,8 +36,21 @@ def admin_client(url: str | None, token: str | None) -> httpx.Client:
     return httpx.Client(
         base_url=base.rstrip("/"),
         headers={"Authorization": f"Bearer {secret}"},
-        timeout=httpx.Timeout(30.0, connect=5.0),
+        timeout=httpx.Timeout(api_timeout(), connect=5.0),
     )
+
+
+def api_timeout() -> float:
+    """Seconds an admin call waits for its answer: `CHRONOS_API_TIMEOUT_SECONDS`, default 30
+    (`chronos reconcile` waits as long as the reconcile takes)."""
+    raw = os.environ.get("CHRONOS_API_TIMEOUT_SECONDS", "").strip()
+    try:
+        seconds = float(raw) if raw else DEFAULT_API_TIMEOUT
+    except ValueError:
+        raise fail(f"CHRONOS_API_TIMEOUT_SECONDS: not a number: {raw!r}") from None
+    if not seconds > 0:
+        raise fail("CHRONOS_API_TIMEOUT_SECONDS: must be more than 0")
+    return seconds
 
 
 def call(method: str, path: str, url: str | None, token: str | None, **kwargs: Any) -> Any:

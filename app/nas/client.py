@@ -19,6 +19,8 @@ from tenacity import (
 
 from app.domain.fires import fire_dedup_key
 from app.headers import parse_retry_after
+from app.logs import failure_fields
+from app.metrics.registry import Metrics
 from app.nas.credentials import NasCredentials, StaticToken
 from app.nas.errors import (
     CREDENTIAL_STATUSES,
@@ -27,10 +29,14 @@ from app.nas.errors import (
     NasError,
     retry_within_call,
 )
+from app.nas.health import LIST_UNSUPPORTED_STATUSES, NasHealth
+from app.nas.observe import measured
 
 __all__ = ["ArmedFire", "ListUnsupported", "NasClient", "NasError", "RetryBudget"]
 
 log = logging.getLogger(__name__)
+
+_LIST_PATH = "/api/agent-cron/list"
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,11 @@ def _log_before_sleep(state: RetryCallState) -> None:
     wait = state.next_action.sleep if state.next_action else 0
     log.warning(
         "NAS call failed, retrying",
-        extra={"attempt": state.attempt_number, "error": str(exc), "wait_seconds": round(wait, 3)},
+        extra={
+            "tries": state.attempt_number,
+            **(failure_fields(exc) if exc is not None else {}),
+            "wait_seconds": round(wait, 3),
+        },
     )
 
 
@@ -91,14 +101,19 @@ class NasClient:
         credentials: NasCredentials | str,
         *,
         budget: RetryBudget,
+        health: NasHealth | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        """`credentials` supply the bearer token of each call (a string: a fixed token)."""
+        """`credentials` supply the bearer token of each call (a string: a fixed token);
+        `health` records what each call learned about NAS."""
         self._http = http
         self._base = portal_url.rstrip("/")
         self._credentials = (
             StaticToken(credentials) if isinstance(credentials, str) else credentials
         )
         self.budget = budget
+        self.health = health or NasHealth()
+        self.metrics = metrics or Metrics()
 
     async def provision(
         self,
@@ -144,9 +159,10 @@ class NasClient:
         while True:
             params = {"cursor": cursor} if cursor else None
             try:
-                data = await self._call("GET", "/api/agent-cron/list", params=params, budget=budget)
+                data = await self._call("GET", _LIST_PATH, params=params, budget=budget)
             except NasError as exc:
-                if exc.status_code in (404, 405, 501):
+                if exc.status_code in LIST_UNSUPPORTED_STATUSES:
+                    self.health.record_list(supported=False)
                     raise ListUnsupported(str(exc), status_code=exc.status_code) from exc
                 raise
             items = data.get("armed") or []  # missing or null: nothing armed
@@ -155,6 +171,7 @@ class NasClient:
             armed.extend(entry for item in items if (entry := _armed_entry(item)) is not None)
             cursor = data.get("next_cursor") or None
             if cursor is None:
+                self.health.record_list(supported=True)
                 return armed
             if cursor in seen:
                 raise NasError("list pagination loops on the same cursor", transient=False)
@@ -179,12 +196,22 @@ class NasClient:
             before_sleep=_log_before_sleep,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._once(method, path, gone_is_done=gone_is_done, **kwargs)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    data = await self._once(method, path, gone_is_done=gone_is_done, **kwargs)
+                    self.health.record_success()
+                    return data
+        except NasError as exc:
+            self.health.record_failure(exc, listing=path == _LIST_PATH)
+            raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(
+    async def _once(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """One call (`_exchange`), counted and timed in the metrics."""
+        return await measured(self.metrics, path, self._exchange(method, path, **kwargs))
+
+    async def _exchange(
         self, method: str, path: str, *, gone_is_done: bool, **kwargs: Any
     ) -> dict[str, Any]:
         """One call; the answer's JSON object, or {} for a 2xx without one.

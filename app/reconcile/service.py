@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -12,10 +13,12 @@ from typing import TypeVar
 
 from app.clock import Clock
 from app.fire.catchup import catch_up
-from app.logs import log_context
+from app.logs import failure_fields, log_context
+from app.metrics.registry import Metrics
 from app.nas.client import ArmedFire, ListUnsupported, NasClient, NasError
 from app.outbox import OutboxPusher
 from app.reconcile.diff import WantedArm, plan_arms
+from app.reconcile.progress import ReconcilePhase, ReconcileState
 from app.runner.executor import RunExecutor
 from app.store import DuplicateFire, Store, StoreUnavailable, Tx
 
@@ -68,23 +71,37 @@ class Reconciler:
         *,
         concurrency: int,
         clock: Clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self.nas = nas
         self.pusher = pusher
         self.executor = executor
         self.concurrency = concurrency
         self.clock = clock
         self._lock = asyncio.Lock()
+        self.state = ReconcileState()
 
     async def reconcile(self) -> ReconcileReport:
         """Desired: scheduled jobs with a next fire. Observed: NAS `list`. Arm what is missing
         or different, cancel orphans, record fires that passed unarmed as `missed`, and drain
         the outbox, `concurrency` NAS calls at a time."""
         async with self._lock:
-            return await self._reconcile()
+            self.state.start(self.clock())
+            report: ReconcileReport | None = None
+            try:
+                report = await self._reconcile()
+                return report
+            finally:
+                self.state.finish(
+                    self.clock(),
+                    report.as_dict() if report is not None else None,
+                    None if report is not None else "reconcile failed (see the log)",
+                )
 
     async def _reconcile(self) -> ReconcileReport:
+        started = time.perf_counter()
         report = ReconcileReport()
         observed: dict[str, ArmedFire] | None
         try:
@@ -100,7 +117,7 @@ class Reconciler:
             report.list_error = str(exc)
             observed = None
             log.warning(
-                "NAS list failed; orphans are not cancelled this time", extra={"error": str(exc)}
+                "NAS list failed; orphans are not cancelled this time", extra=failure_fields(exc)
             )
         now = self.clock()
         async with self.store.transaction() as tx:
@@ -108,6 +125,10 @@ class Reconciler:
             queued = await tx.outbox.pending_job_ids()
         plan = plan_arms(wanted, queued, observed, now)
         report.in_sync = plan.in_sync
+        orphan_count = len(plan.orphans) if observed is not None else 0
+        self.state.enter(
+            ReconcilePhase.QUEUEING, len(plan.missed) + len(plan.provision) + orphan_count
+        )
 
         armed: set[str] = set()
         for arm in plan.missed:
@@ -122,6 +143,7 @@ class Reconciler:
             except Exception:  # one broken job must not stop the others from being armed
                 log.exception("reconcile failed for a job", extra={"job_id": arm.job_id})
                 report.errors.append(arm.job_id)
+            self.state.advance(1)
         armed |= await self._queue_batched(plan.provision, self._queue_provisions, now, report)
         report.armed = [arm.job_id for arm in wanted if arm.job_id in armed]  # snapshot order
         if observed is not None:
@@ -134,8 +156,12 @@ class Reconciler:
                 await tx.jobs.record_nas_arms(list(plan.seen_armed.items()))
         # Without backoff: every pending operation, parked ones included (NAS refused them
         # for good; the maintenance drain leaves them to this retry).
+        self.state.enter(ReconcilePhase.PUSHING, len(queued | armed | set(report.cancelled)))
         report.pending = await self.pusher.push_all(concurrency=self.concurrency)
-        log.info("reconcile finished", extra=report.as_dict())
+        # Counts, not ids: a reconcile of thousands of jobs stays one readable line.
+        counts = {k: len(v) if isinstance(v, list) else v for k, v in report.as_dict().items()}
+        log.log(logging.INFO if report.ok else logging.WARNING, "reconcile finished", extra=counts)
+        self.metrics.reconciled(time.perf_counter() - started, reconcile_actions(report))
         return report
 
     async def _queue_batched(
@@ -155,6 +181,7 @@ class Reconciler:
             try:
                 async with self.store.transaction() as tx:
                     queued.update(await queue(tx, batch, now))
+                self.state.advance(len(batch))
             except StoreUnavailable:
                 raise
             except Exception:
@@ -164,6 +191,7 @@ class Reconciler:
                 job_id = batch[0][0]
                 log.exception("reconcile failed for a job", extra={"job_id": job_id})
                 report.errors.append(job_id)
+                self.state.advance(1)
         return queued
 
     @staticmethod
@@ -201,8 +229,23 @@ class Reconciler:
         ):
             log.warning(
                 "fire missed: it passed while nothing was armed",
-                extra={"slots": result.missed, "catch_up_run": result.run is not None},
+                extra={
+                    "job": job.name,
+                    "reason": "not armed at NAS when it passed",
+                    "slots": result.missed,
+                    "catch_up_run": result.run is not None,
+                },
             )
         if result.run is not None:
             self.executor.start(result.run, job.target)
         return result.next_run_at
+
+
+def reconcile_actions(report: ReconcileReport) -> dict[str, int]:
+    """What a reconcile did, as `chronos_reconcile_actions_total{action}` counts it."""
+    return {
+        "armed": len(report.armed),
+        "cancelled": len(report.cancelled),
+        "missed": len(report.missed),
+        "error": len(report.errors),
+    }

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.settings import ensure_sqlite_folder
 from app.store.errors import DuplicateFire, StoreDataError, StoreUnavailable
-from app.store.revisions import MIGRATIONS, head_revision
+from app.store.revisions import MIGRATIONS, MigrationStatus, head_revision, migration_status
 from app.store.tx import Tx
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,12 @@ class Store:
                 return {str(row[0]) for row in result}
         except DBAPIError:
             return set()
+
+    async def migration_status(self) -> MigrationStatus:
+        """The schema's revision, the scripts' head and how many scripts it is behind (for
+        `chronos doctor` and `GET /api/status`); reads the scripts off the event loop."""
+        revisions = await self.schema_revisions()
+        return await asyncio.to_thread(migration_status, revisions)
 
     async def ping(self) -> None:
         try:

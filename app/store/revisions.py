@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,3 +39,50 @@ def head_revision(versions: Path = MIGRATIONS / "versions") -> str | None:
     if len(set(revisions)) != len(scripts) or len(heads) != 1:
         return None
     return heads.pop()
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """Where a database's schema stands against the migration scripts."""
+
+    current: str | None  # the schema's revision; None: not migrated at all
+    head: str | None  # the scripts' head; None when it cannot be told from their text
+    behind: int | None  # scripts still to apply; None when `current` is not one of them
+
+    @property
+    def at_head(self) -> bool:
+        return self.head is not None and self.current == self.head
+
+
+@functools.cache
+def revision_chain(versions: Path = MIGRATIONS / "versions") -> tuple[str, ...]:
+    """The revisions from the head down to the first script (empty when the head cannot be
+    told from the scripts' text). Reads files: call it off the event loop (it is cached)."""
+    head = head_revision(versions)
+    if head is None:
+        return ()
+    parent_of: dict[str, str | None] = {}
+    for script in versions.glob("*.py"):
+        fields = dict(_ASSIGNMENT.findall(script.read_text(encoding="utf-8")))
+        [name] = _QUOTED.findall(fields["revision"])
+        parents = _QUOTED.findall(fields.get("down_revision", ""))
+        parent_of[name] = parents[0] if parents else None
+    chain: list[str] = []
+    step: str | None = head
+    while step is not None and step not in chain:
+        chain.append(step)
+        step = parent_of.get(step)
+    return tuple(chain)
+
+
+def migration_status(
+    revisions: set[str], versions: Path = MIGRATIONS / "versions"
+) -> MigrationStatus:
+    """`revisions` (those in `alembic_version`) measured against the scripts in `versions`."""
+    chain = revision_chain(versions)
+    head = chain[0] if chain else None
+    if not revisions:
+        return MigrationStatus(current=None, head=head, behind=len(chain) if chain else None)
+    current = sorted(revisions)[0] if len(revisions) == 1 else ",".join(sorted(revisions))
+    behind = chain.index(current) if current in chain else None
+    return MigrationStatus(current=current, head=head, behind=behind)

@@ -1,0 +1,1 @@
+"""The agent's state at a glance (`GET /api/status`) and its readiness (`/readyz`)."""
