@@ -43,6 +43,20 @@ class Conflict(ChronosError):
     status_code = 409
 
 
+class NameTaken(Conflict):
+    """Job names are unique (`chronos apply` keys jobs by name): `name` is another job's."""
+
+    def __init__(self, name: str | None, *, within: str | None = None) -> None:
+        if within is not None:
+            message = f"name: {name!r} is given to more than one job of the {within}"
+        elif name is None:
+            message = "name: a job with that name exists already"
+        else:
+            message = f"name: a job named {name!r} exists already"
+        super().__init__(message)
+        self.name = name
+
+
 class PayloadTooLarge(ChronosError):
     kind = "payload_too_large"
     status_code = 413

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 
 from app.domain.records import JobRecord, OutboxRecord, RetryPolicy
 from app.domain.states import NasOp
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, NameTaken
 from app.jobs.batch_schemas import BatchItemError
 from app.jobs.preflight import require_runnable
 from app.jobs.schemas import JobCreate, JobOut
@@ -37,15 +38,17 @@ _TAG_ERRORS = {"union_tag_invalid", "union_tag_not_found"}
 
 
 class BatchInvalid(InvalidRequest):
-    """At least one item is invalid: nothing was created. `items` names each problem."""
+    """At least one item is invalid: nothing was created (or, for an apply, `outcome`:
+    changed). `items` names each problem."""
 
-    def __init__(self, items: list[BatchItemError], total: int) -> None:
+    def __init__(
+        self, items: list[BatchItemError], total: int, *, outcome: str = "nothing created"
+    ) -> None:
         first = items[0]
         where = f"jobs[{first.index}]" + (f".{first.field}" if first.field else "")
         invalid = len({item.index for item in items})
         super().__init__(
-            f"{invalid} of {total} jobs invalid, nothing created; the first: {where}:"
-            f" {first.detail}"
+            f"{invalid} of {total} jobs invalid, {outcome}; the first: {where}: {first.detail}"
         )
         self.items = items
 
@@ -57,7 +60,7 @@ class BatchInvalid(InvalidRequest):
         }
 
 
-def _validation_problem(index: int, error: Mapping[str, Any]) -> BatchItemError:
+def validation_problem(index: int, error: Mapping[str, Any]) -> BatchItemError:
     if not error.get("loc"):
         return BatchItemError(index=index, field=None, detail=str(error.get("msg", "invalid")))
     # `body` first, as FastAPI places a body's errors: the formatter drops it, and so names an
@@ -72,7 +75,7 @@ def _validation_problem(index: int, error: Mapping[str, Any]) -> BatchItemError:
     return BatchItemError(index=index, field=field, detail=detail)
 
 
-def _domain_problem(index: int, exc: InvalidRequest) -> BatchItemError:
+def domain_problem(index: int, exc: InvalidRequest) -> BatchItemError:
     """A service refusal reads `field: message` (`schedule: …`, `target.callable: …`)."""
     field, sep, detail = exc.message.partition(": ")
     if not sep:
@@ -80,7 +83,7 @@ def _domain_problem(index: int, exc: InvalidRequest) -> BatchItemError:
     return BatchItemError(index=index, field=field, detail=detail)
 
 
-async def _preflight(items: Mapping[int, JobCreate]) -> list[BatchItemError]:
+async def preflight_items(items: Mapping[int, JobCreate]) -> list[BatchItemError]:
     """`require_runnable` once per distinct python callable of the batch, not once per item."""
     users: dict[str, list[int]] = {}
     targets: dict[str, PythonTarget] = {}
@@ -98,7 +101,7 @@ async def _preflight(items: Mapping[int, JobCreate]) -> list[BatchItemError]:
 
     refusals = await asyncio.gather(*(refusal(t) for t in targets.values()))
     return [
-        _domain_problem(index, exc)
+        domain_problem(index, exc)
         for key, exc in zip(targets, refusals, strict=True)
         if exc is not None
         for index in users[key]
@@ -144,10 +147,16 @@ class JobBatch:
 
     async def create(self, raw: Sequence[Any]) -> list[JobOut]:
         """Create every job of `raw` (the request's items), in order, or raise `BatchInvalid`
-        naming every invalid one and create nothing."""
+        naming every invalid one, or `NameTaken` for a name given twice or another job's, and
+        create nothing."""
         now = self.jobs.clock()
         rows = await self._plan(raw, now)
+        names = [row["name"] for row in rows]
+        if twice := [name for name, count in Counter(names).items() if count > 1]:
+            raise NameTaken(twice[0], within="batch")
         async with self.jobs.store.transaction() as tx:
+            if taken := await tx.jobs.names_taken(names):
+                raise NameTaken(taken[0])
             await tx.jobs.insert_many(rows)
             arms = [(row["id"], row["next_run_at"]) for row in rows]
             await tx.outbox.queue_new(arms, NasOp.PROVISION, now)
@@ -171,12 +180,12 @@ class JobBatch:
                 rows.append(new_job_values(data, now, plan))
             except ValidationError as exc:
                 errors = exc.errors()[:MAX_PROBLEMS_PER_ITEM]
-                problems.extend(_validation_problem(index, error) for error in errors)
+                problems.extend(validation_problem(index, error) for error in errors)
             except InvalidRequest as exc:
-                problems.append(_domain_problem(index, exc))
+                problems.append(domain_problem(index, exc))
             else:
                 valid[index] = data
-        problems.extend(await _preflight(valid))
+        problems.extend(await preflight_items(valid))
         if problems:
             problems.sort(key=lambda problem: problem.index)
             raise BatchInvalid(problems, total=len(raw))

@@ -78,7 +78,7 @@ def new_job_values(data: JobCreate, now: datetime, plan: Plan = first_run_plan) 
     job_id = secrets.token_hex(8)  # 64 random bits: short enough to type
     return {
         "id": job_id,
-        "name": data.name or f"job-{job_id[:8]}",
+        "name": data.name or f"job-{job_id}",  # names are unique: the whole id, not a prefix
         "schedule": text,
         "timezone": data.timezone,
         "target": data.target.model_dump(mode="json"),

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.records import JobRecord
 from app.domain.states import JobState
+from app.store.job_names import jobs_named, name_is_unique, names_taken
+from app.store.job_pages import page_of_jobs
 from app.store.rows import job_from_row
 from app.store.tables import jobs
 
@@ -30,7 +32,8 @@ class JobRepository:
         self.dialect = dialect
 
     async def insert(self, values: dict[str, Any]) -> JobRecord:
-        row = (await self.conn.execute(insert(jobs).values(**values).returning(*jobs.c))).one()
+        with name_is_unique(values.get("name")):
+            row = (await self.conn.execute(insert(jobs).values(**values).returning(*jobs.c))).one()
         return job_from_row(row)
 
     async def get(self, job_id: str, *, for_update: bool = False) -> JobRecord | None:
@@ -44,10 +47,25 @@ class JobRepository:
             stmt = stmt.where(jobs.c.state == state)
         return [job_from_row(r) for r in (await self.conn.execute(stmt)).all()]
 
+    async def page(
+        self,
+        *,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+        state: JobState | None = None,
+        name: str | None = None,
+    ) -> list[JobRecord]:
+        """Up to `limit` jobs in `(created_at, id)` order after `after`, in `state` and with a
+        name matching the glob `name` when given (see `app.store.job_pages`)."""
+        return await page_of_jobs(
+            self.conn, self.dialect, limit=limit, after=after, state=state, name=name
+        )
+
     async def update(self, job_id: str, values: dict[str, Any]) -> JobRecord:
         """Update a job known to exist (callers hold it in this transaction); one statement."""
         stmt = update(jobs).where(jobs.c.id == job_id).values(**values).returning(*jobs.c)
-        row = (await self.conn.execute(stmt)).first()
+        with name_is_unique(values.get("name")):
+            row = (await self.conn.execute(stmt)).first()
         if row is None:
             raise LookupError(f"job {job_id} vanished inside its own transaction")
         return job_from_row(row)
@@ -103,7 +121,8 @@ class JobRepository:
     async def insert_many(self, rows: list[dict[str, Any]]) -> None:
         """Insert new jobs, one executemany; nothing is read back (callers hold the values)."""
         if rows:
-            await self.conn.execute(insert(jobs), rows)
+            with name_is_unique(None):
+                await self.conn.execute(insert(jobs), rows)
 
     async def wanted_arms(self) -> list[tuple[str, datetime, datetime | None]]:
         """`(id, next_run_at, nas_armed_at)` of every scheduled job with a next fire, oldest
@@ -137,3 +156,11 @@ class JobRepository:
             )
             found.update((job_id, at) for job_id, at in (await self.conn.execute(stmt)).all())
         return found
+
+    async def names_taken(self, names: list[str]) -> list[str]:
+        """Those of `names` that jobs have already, in the order given."""
+        return await names_taken(self.conn, names)
+
+    async def named(self, names: list[str] | None, *, for_update: bool = False) -> list[JobRecord]:
+        """The jobs with these names (None: every job), in id order; `for_update` locks them."""
+        return await jobs_named(self.conn, self.dialect, names, for_update=for_update)

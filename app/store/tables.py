@@ -87,6 +87,7 @@ jobs = Table(
     Column("retry_backoff_seconds", Integer, nullable=False, server_default="10"),
     Column("retry_max_backoff_seconds", Integer, nullable=False, server_default="600"),
     Index("ix_jobs_state_completed_at", "state", "completed_at"),
+    Index("uq_jobs_name", "name", unique=True),  # migration 0009: `chronos apply` keys by name
 )
 
 fires = Table(

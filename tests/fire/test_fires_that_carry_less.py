@@ -31,7 +31,7 @@ async def early_agent(database_url: str, nas: RunningNas) -> AsyncIterator[Agent
 
 async def hourly(agent: Agent, tmp_path: Path) -> dict[str, Any]:
     target = {"type": "command", "argv": [sys.executable, "-c", TOUCH, str(tmp_path / "ran")]}
-    return await agent.create_job(name="hourly", schedule="every 1h", target=target)
+    return await agent.create_job(schedule="every 1h", target=target)  # names are unique
 
 
 async def fire_body(agent: Agent, body: dict[str, Any], token: str | None = None) -> httpx.Response:
