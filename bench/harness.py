@@ -280,10 +280,19 @@ def create_jobs_bulk(
 
 
 def next_runs(agent_url: str) -> dict[str, str]:
-    """Every job's current next_run_at, from `GET /api/jobs`."""
-    response = httpx.get(f"{agent_url}/api/jobs", headers=ADMIN_HEADERS, timeout=120)
-    response.raise_for_status()
-    return {job["id"]: job["next_run_at"] for job in response.json()}
+    """Every job's current next_run_at, from `GET /api/jobs`, page after page."""
+    found: dict[str, str] = {}
+    params: dict[str, str | int] = {"limit": 1000}
+    while True:
+        response = httpx.get(
+            f"{agent_url}/api/jobs", params=params, headers=ADMIN_HEADERS, timeout=120
+        )
+        response.raise_for_status()
+        page = response.json()
+        found.update((job["id"], job["next_run_at"]) for job in page["jobs"])
+        if page["next_cursor"] is None:
+            return found
+        params["cursor"] = page["next_cursor"]
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------

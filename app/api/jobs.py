@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.api.deps import AdminDep, JobsDep, ReconcilerDep, SettingsDep
+from app.api.deps import AdminDep, JobsDep, ReconcilerDep, SettingsDep, StoreDep
 from app.api.limits import AdminBodyLimitRoute
-from app.domain.states import RunStatus
+from app.domain.states import JobState, RunStatus
+from app.jobs.apply import JobApplier
+from app.jobs.apply_schemas import JobApply, JobApplyOut
 from app.jobs.batch import BatchInvalid, JobBatch
 from app.jobs.batch_schemas import BatchErrorOut, JobBatchCreate, JobBatchOut
-from app.jobs.schemas import MAX_NAME_LENGTH, JobCreate, JobOut, JobPatch, RunOut
+from app.jobs.reads import DEFAULT_PAGE, MAX_PAGE, JobQuery, find_run, list_page
+from app.jobs.schemas import MAX_NAME_LENGTH, JobCreate, JobOut, JobPageOut, JobPatch, RunOut
 from app.jobs.service import JobService
 from app.validation import SafeText
 
@@ -23,11 +26,15 @@ _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "admin API disabled: no CHRONOS_ADMIN_TOKEN configured", **_ERROR},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such job", **_ERROR}}
+_NAME_TAKEN: dict[int | str, dict[str, Any]] = {
+    409: {"description": "`name` is another job's (names are unique), or given twice", **_ERROR}
+}
 _TOO_LARGE: dict[int | str, dict[str, Any]] = {
     413: {"description": "body over CHRONOS_MAX_ADMIN_BODY_BYTES (default 1 MiB)", **_ERROR}
 }
 
 JobId = Annotated[SafeText, Path(min_length=1, max_length=MAX_NAME_LENGTH)]
+RunId = Annotated[SafeText, Path(min_length=1, max_length=300, description="a run's id or key")]
 Reveal = Annotated[
     bool,
     Query(
@@ -54,7 +61,7 @@ async def _job_out(jobs: JobService, job_id: str) -> JobOut:
     "/jobs",
     status_code=201,
     response_model=JobOut,
-    responses=_TOO_LARGE,
+    responses={**_NAME_TAKEN, **_TOO_LARGE},
     summary="Create a job and arm it",
 )
 async def create_job(body: JobCreate, jobs: JobsDep) -> JobOut:
@@ -73,6 +80,7 @@ async def create_job(body: JobCreate, jobs: JobsDep) -> JobOut:
             ' by its index and field; a body that is not `{"jobs": [1..1000 items]}` is'
             " refused without `items`",
         },
+        **_NAME_TAKEN,
         **_TOO_LARGE,
     },
     summary="Create 1 to 1000 jobs at once, all or none, and arm them",
@@ -87,12 +95,37 @@ async def create_jobs(
         return JSONResponse(exc.body(), status_code=exc.status_code)
 
 
-@router.get("/jobs", response_model=list[JobOut], summary="List jobs")
-async def list_jobs(jobs: JobsDep, reveal: Reveal = False) -> list[JobOut]:
-    return [
-        JobOut.from_record(job, pending=pending, reveal=reveal)
-        for job, pending in await jobs.list_jobs()
-    ]
+@router.get(
+    "/jobs",
+    response_model=JobPageOut,
+    summary="List jobs, oldest first, a page at a time (`next_cursor`, and a `Link` header)",
+)
+async def list_jobs(
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    limit: int = Query(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="jobs per page"),
+    cursor: SafeText | None = Query(
+        default=None, max_length=1000, description="`next_cursor` of the previous page"
+    ),
+    state: JobState | None = Query(default=None, description="only jobs in this state"),
+    name: SafeText | None = Query(
+        default=None,
+        max_length=MAX_NAME_LENGTH,
+        description="only jobs whose name matches this glob (`*`: any characters, `?`: one;"
+        " everything else, `%` and `_` included, matches itself; case-sensitive)",
+    ),
+    reveal: Reveal = False,
+) -> JobPageOut:
+    query = JobQuery(limit=limit, cursor=cursor, state=state, name=name)
+    page = await list_page(store, query)
+    if page.next_cursor is not None:
+        following = request.url.include_query_params(cursor=page.next_cursor)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return JobPageOut(
+        jobs=[JobOut.from_record(j, pending=p, reveal=reveal) for j, p in page.jobs],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get(
@@ -118,7 +151,7 @@ async def get_job(
 @router.patch(
     "/jobs/{job_id}",
     response_model=JobOut,
-    responses={**_NOT_FOUND, **_TOO_LARGE},
+    responses={**_NOT_FOUND, **_NAME_TAKEN, **_TOO_LARGE},
     summary="Edit a job",
 )
 async def update_job(job_id: JobId, body: JobPatch, jobs: JobsDep) -> JobOut:
@@ -184,6 +217,16 @@ async def list_runs(
 
 
 @router.get(
+    "/jobs/{job_id}/runs/{run_id}",
+    response_model=RunOut,
+    responses={404: {"description": "no such job, or no such run of it", **_ERROR}},
+    summary="One run of a job, by its `id` or its `key`, with its whole output and error",
+)
+async def get_run(job_id: JobId, run_id: RunId, store: StoreDep) -> RunOut:
+    return RunOut.from_record(await find_run(store, job_id, run_id))
+
+
+@router.get(
     "/runs",
     response_model=list[RunOut],
     summary="Runs of every job, newest first; `?status=failed` lists the failed ones",
@@ -200,3 +243,27 @@ async def list_runs_across_jobs(
 async def reconcile(reconciler: ReconcilerDep) -> dict[str, object]:
     report = await reconciler.reconcile()
     return report.as_dict()
+
+
+@router.post(
+    "/jobs/apply",
+    response_model=JobApplyOut,
+    responses={
+        400: {
+            "model": BatchErrorOut,
+            "description": "invalid input, nothing changed: `items` names every invalid item"
+            " (a name given twice included) by its index and field",
+        },
+        409: {"description": "a job was created meanwhile under a name of the file", **_ERROR},
+        **_TOO_LARGE,
+    },
+    summary="Make the jobs what the list declares, by name: create, update, keep, prune",
+)
+async def apply_jobs(
+    body: JobApply, jobs: JobsDep, settings: SettingsDep
+) -> JobApplyOut | JSONResponse:
+    applier = JobApplier(jobs, concurrency=settings.reconcile_concurrency)
+    try:
+        return await applier.apply(body.jobs, prune=body.prune, dry_run=body.dry_run)
+    except BatchInvalid as exc:
+        return JSONResponse(exc.body(), status_code=exc.status_code)

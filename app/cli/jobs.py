@@ -1,4 +1,4 @@
-"""`chronos jobs …` and `chronos reconcile`: jobs through the agent's admin API."""
+"""`chronos jobs …`: jobs through the agent's admin API."""
 
 from __future__ import annotations
 
@@ -7,40 +7,24 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import typer
 
 from app.cli.client import JsonOpt, TokenOpt, UrlOpt, admin_client, call
 from app.cli.console import err, fail, out
+from app.cli.jobs_edit import jobs_edit
 from app.cli.render import job_card, jobs_table, print_result, runs_table
+from app.cli.resolve import on_job, pages, resolve_job
+from app.cli.runs import runs_app
+from app.cli.targets import parse_target
+from app.domain.states import JobState
 
-jobs_app = typer.Typer(help="Manage jobs through the admin API.", no_args_is_help=True)
-
-
-def parse_target(
-    http: str | None,
-    method: str,
-    command: list[str] | None,
-    python: str | None,
-    timeout: float | None,
-) -> dict[str, Any]:
-    chosen = [x for x in (http, command, python) if x]
-    if len(chosen) != 1:
-        raise fail(
-            "give exactly one target: --http URL, --python module:function, or a command"
-            " after --: chronos jobs add SCHEDULE -- ARGV..."
-        )
-    target: dict[str, Any]
-    if http:
-        target = {"type": "http", "url": http, "method": method.upper()}
-    elif command:
-        target = {"type": "command", "argv": command}
-    else:
-        target = {"type": "python", "callable": python}
-    if timeout is not None:
-        target["timeout_seconds"] = timeout
-    return target
+jobs_app = typer.Typer(
+    help="Manage jobs through the admin API; JOB is a job's id or its name.",
+    no_args_is_help=True,
+)
 
 
 @jobs_app.command("add")
@@ -97,6 +81,9 @@ def jobs_add(
         body["misfire_grace_seconds"] = misfire_grace
     job = call("POST", "/api/jobs", url, token, json=body)
     print_result(job, as_json, job_card)
+
+
+jobs_app.command("edit")(jobs_edit)  # here: `jobs --help` lists the commands in this order
 
 
 BATCH_JOBS = 1000  # the agent's limit per `POST /api/jobs/batch`
@@ -187,42 +174,71 @@ def jobs_import(
 
 
 @jobs_app.command("list")
-def jobs_list(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """List jobs."""
-    print_result(call("GET", "/api/jobs", url, token), as_json, jobs_table)
+def jobs_list(
+    state: Annotated[JobState | None, typer.Option(help="only jobs in this state")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="only names matching this glob (* and ?; case-sensitive)")
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, max=1000, help="one page of this many jobs (default: every job)"),
+    ] = None,
+    cursor: Annotated[str | None, typer.Option(help="start after this page's cursor")] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List jobs, oldest first (every page, or one page with --limit).
+
+    With --limit, --json prints the page with its `next_cursor`, and the table is followed
+    on stderr by the options that list the next page."""
+    params = {k: v for k, v in (("state", state), ("name", name), ("cursor", cursor)) if v}
+    if limit is None:
+        with admin_client(url, token) as client:
+            jobs = [job for page in pages(client, params) for job in page["jobs"]]
+        print_result(jobs, as_json, jobs_table)
+        return
+    page = call("GET", "/api/jobs", url, token, params={**params, "limit": limit})
+    print_result(page if as_json else page["jobs"], as_json, jobs_table)
+    if page["next_cursor"] and not as_json:
+        err().print(f"more: --limit {limit} --cursor {page['next_cursor']}", highlight=False)
+
+
+JobArg = Annotated[str, typer.Argument(help="the job's id or name", show_default=False)]
 
 
 @jobs_app.command("show")
 def jobs_show(
-    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+    job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Show one job."""
-    job = call("GET", f"/api/jobs/{job_id}", url, token)
-    print_result(job, as_json, job_card)
+    print_result(on_job(url, token, job_id, "GET"), as_json, job_card)
 
 
 @jobs_app.command("pause")
 def jobs_pause(
-    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+    job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Pause a job (cancels its arm at NAS)."""
-    print_result(call("POST", f"/api/jobs/{job_id}/pause", url, token), as_json, job_card)
+    print_result(on_job(url, token, job_id, "POST", "/pause"), as_json, job_card)
 
 
 @jobs_app.command("resume")
 def jobs_resume(
-    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+    job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Resume a paused job from now."""
-    print_result(call("POST", f"/api/jobs/{job_id}/resume", url, token), as_json, job_card)
+    print_result(on_job(url, token, job_id, "POST", "/resume"), as_json, job_card)
 
 
 @jobs_app.command("rm")
 def jobs_rm(
-    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+    job: JobArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Delete a job (cancels its arm at NAS)."""
-    call("DELETE", f"/api/jobs/{job_id}", url, token)
+    with admin_client(url, token) as client:
+        job_id = resolve_job(client, job)
+    call("DELETE", f"/api/jobs/{quote(job_id, safe='')}", url, token)
     if as_json:
         out().print_json(json.dumps({"deleted": job_id}))
     else:
@@ -231,30 +247,11 @@ def jobs_rm(
 
 @jobs_app.command("trigger")
 def jobs_trigger(
-    job_id: str, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+    job_id: JobArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Run a job now, outside its schedule."""
-    run = call("POST", f"/api/jobs/{job_id}/trigger", url, token)
+    run = on_job(url, token, job_id, "POST", "/trigger")
     print_result(run, as_json, lambda r: runs_table([r]))
 
 
-@jobs_app.command("runs")
-def jobs_runs(
-    job_id: str,
-    limit: Annotated[int, typer.Option(help="how many runs, newest first")] = 20,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """A job's runs, newest first."""
-    runs = call("GET", f"/api/jobs/{job_id}/runs", url, token, params={"limit": limit})
-    print_result(runs, as_json, runs_table)
-
-
-def reconcile(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """Reconcile the agent's jobs with what NAS has armed, now (the report is JSON either
-    way; `--json` for symmetry with the other commands)."""
-    report = call("POST", "/api/reconcile", url, token)
-    out().print_json(json.dumps(report))
-    if not report.get("ok"):
-        raise typer.Exit(1)
+jobs_app.add_typer(runs_app, name="runs")

@@ -20,19 +20,28 @@ from typer.core import TyperGroup
 from app.cli.serve import dev, migrate, nas_emulator, serve
 
 # After the eager commands, in this order, as `chronos --help` lists them.
-LAZY_COMMANDS = ("reconcile", "jobs", "schedule")
+LAZY_COMMANDS = ("reconcile", "jobs", "apply", "runs", "schedule", "status", "doctor")
 
 
 @cache
 def lazy_commands() -> dict[str, Any]:
     """The click commands of `LAZY_COMMANDS`, built as `app.command` / `app.add_typer` would."""
-    from app.cli.jobs import jobs_app, reconcile
+    from app.cli.apply import apply
+    from app.cli.doctor import doctor
+    from app.cli.jobs import jobs_app
+    from app.cli.reconcile import reconcile
+    from app.cli.runs import runs_app
     from app.cli.schedule import schedule_app
+    from app.cli.status import status
 
     holder = typer.Typer()
     holder.command()(reconcile)
     holder.add_typer(jobs_app, name="jobs")
+    holder.command()(apply)
+    holder.add_typer(runs_app, name="runs")
     holder.add_typer(schedule_app, name="schedule")
+    holder.command()(status)
+    holder.command()(doctor)
     return {name: typer.main.get_group(holder).commands[name] for name in LAZY_COMMANDS}
 
 

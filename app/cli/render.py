@@ -117,6 +117,7 @@ def job_card(job: dict[str, Any]) -> Table:
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:
     table = _compact_table()
+    table.add_column("run", no_wrap=True, justify="right")  # `runs show JOB RUN` takes it
     table.add_column("fire_at (UTC)", no_wrap=True, min_width=14)
     table.add_column("kind", no_wrap=True, min_width=9)
     table.add_column("status", no_wrap=True, min_width=9)
@@ -127,6 +128,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
     for run in runs:
         error = (run.get("error") or "").strip().splitlines()
         table.add_row(
+            str(run.get("id", "-")),
             _table_time(run["fire_at"]),
             run["kind"],
             run["status"] + (f" (x{run['count']})" if run.get("count", 1) > 1 else ""),

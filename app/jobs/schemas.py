@@ -204,6 +204,7 @@ class RunOut(BaseModel):
     """One fire (a run, when it runs) with all its attempts: `attempt` is the latest, and
     `previous_attempts` how the earlier ones ended."""
 
+    id: int = Field(description="the run's number: `GET /api/jobs/{job_id}/runs/{id}` shows it")
     job_id: str
     key: str = Field(
         description="`{job_id}:{fire_at}` for scheduled fires, `manual:<uuid>` for manual runs"
@@ -231,6 +232,7 @@ class RunOut(BaseModel):
     @classmethod
     def from_record(cls, fire: FireRecord) -> RunOut:
         return cls(
+            id=fire.id,
             job_id=fire.job_id,
             key=fire.dedup_key,
             kind=fire.kind,
@@ -246,3 +248,13 @@ class RunOut(BaseModel):
             output=fire.output,
             error=fire.error,
         )
+
+
+class JobPageOut(BaseModel):
+    """A page of `GET /api/jobs`, oldest job first."""
+
+    jobs: list[JobOut]
+    next_cursor: str | None = Field(
+        description="pass as `?cursor=` (with the same filters) for the next page; null on the"
+        " last page"
+    )

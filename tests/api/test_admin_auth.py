@@ -53,7 +53,8 @@ async def test_a_refused_create_changes_nothing(agent: Agent) -> None:
         "/api/jobs", json=JOB, headers={"Authorization": "Bearer no"}
     )
     assert response.status_code == 401
-    assert (await agent.client.get("/api/jobs", headers=agent.admin_headers)).json() == []
+    listed = await agent.client.get("/api/jobs", headers=agent.admin_headers)
+    assert listed.json() == {"jobs": [], "next_cursor": None}
     assert await agent.nas.armed() == {}
     assert agent.faults.calls == []
 
@@ -77,7 +78,7 @@ async def test_without_an_admin_token_configured_the_admin_api_is_403(
 async def test_the_right_token_is_200(agent: Agent) -> None:
     response = await agent.client.get("/api/jobs", headers=agent.admin_headers)
     assert response.status_code == 200
-    assert response.json() == []
+    assert response.json() == {"jobs": [], "next_cursor": None}
     lowercase = {"authorization": f"bearer {ADMIN_TOKEN}"}
     assert (await agent.client.get("/api/jobs", headers=lowercase)).status_code == 200
 

@@ -117,10 +117,17 @@ def observe(system: Deployment, injector: FaultInjector, run_file: Path) -> Obse
     say(f"runs: {len(open_fires)} still open after {waited:.1f}s")
 
     def jobs_and_arms() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        jobs: list[dict[str, Any]] = []
+        params: dict[str, str | int] = {"limit": 1000}
         with system.admin() as admin:
-            response = admin.get("/api/jobs")
-        response.raise_for_status()
-        return response.json(), arms()
+            while True:
+                response = admin.get("/api/jobs", params=params)
+                response.raise_for_status()
+                jobs.extend(response.json()["jobs"])
+                if response.json()["next_cursor"] is None:
+                    break
+                params["cursor"] = response.json()["next_cursor"]
+        return jobs, arms()
 
     def converged(seen: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> bool:
         jobs, found = seen

@@ -10,13 +10,17 @@ import textwrap
 from tests.support.processes import base_env
 
 # Loaded only by the commands that need them: migrations behind the head (Alembic, Mako),
-# the CLI's output (rich, and pygments through httpx's own command line), the admin client.
+# the CLI's output (rich, and pygments through httpx's own command line), the admin client,
+# `chronos apply` and the YAML it reads.
 NOT_FOR_SERVE = (
     "alembic",
     "mako",
     "rich",
     "pygments",
     "app.cli.jobs",
+    "app.cli.runs",
+    "app.cli.apply",
+    "yaml",
     "app.cli.client",
     "sqlalchemy.dialects.postgresql",
 )

@@ -64,9 +64,10 @@ async def post_batch(agent: Agent, body: Any) -> httpx.Response:
 
 
 async def stored_jobs(agent: Agent) -> list[dict[str, Any]]:
-    response = await agent.client.get("/api/jobs", headers=agent.admin_headers)
+    response = await agent.client.get("/api/jobs?limit=1000", headers=agent.admin_headers)
     assert response.status_code == 200
-    jobs: list[dict[str, Any]] = response.json()
+    assert response.json()["next_cursor"] is None
+    jobs: list[dict[str, Any]] = response.json()["jobs"]
     return jobs
 
 
@@ -111,8 +112,9 @@ async def test_creates_every_job_in_request_order_and_arms_each(agent: Agent) ->
 async def test_the_answer_is_what_a_single_create_answers(agent: Agent) -> None:
     item = typical_job(1)
     single = await agent.create_job(**item)
-    [batched] = (await post_batch(agent, {"jobs": [item]})).json()["jobs"]
-    different = {"id", "created_at", "updated_at", "next_run_at"}
+    batch = {"jobs": [{**item, "name": "tenant-0001-batched"}]}  # names are unique
+    [batched] = (await post_batch(agent, batch)).json()["jobs"]
+    different = {"id", "name", "created_at", "updated_at", "next_run_at"}
     assert {k: v for k, v in batched.items() if k not in different} == {
         k: v for k, v in single.items() if k not in different
     }

@@ -47,7 +47,7 @@ def assert_refused(response: httpx.Response, field: str, status: int = 400) -> N
 async def assert_nothing_stored(agent: Agent) -> None:
     listed = await agent.client.get("/api/jobs", headers=agent.admin_headers)
     assert listed.status_code == 200, listed.text
-    assert listed.json() == []
+    assert listed.json() == {"jobs": [], "next_cursor": None}
     assert await agent.nas.armed() == {}
 
 

@@ -66,9 +66,9 @@ async def call(agent: Agent, method: str, path: str, **kwargs: Any) -> Any:
 
 
 async def list_jobs(agent: Agent) -> list[dict[str, Any]]:
-    response = await call(agent, "GET", "/api/jobs")
+    response = await call(agent, "GET", "/api/jobs?limit=1000")
     assert response.status_code == 200
-    jobs: list[dict[str, Any]] = response.json()
+    jobs: list[dict[str, Any]] = response.json()["jobs"]
     return jobs
 
 

@@ -81,8 +81,8 @@ async def create(agent: Agent) -> dict[str, Any]:
 
 
 async def listed(agent: Agent, job_id: str) -> dict[str, Any]:
-    response = await agent.client.get("/api/jobs", headers=agent.admin_headers)
-    jobs: list[dict[str, Any]] = response.json()
+    response = await agent.client.get("/api/jobs?limit=1000", headers=agent.admin_headers)
+    jobs: list[dict[str, Any]] = response.json()["jobs"]
     [job] = [j for j in jobs if j["id"] == job_id]
     return job
 

@@ -39,7 +39,7 @@ async def test_answers_redact_env_and_kwargs_values(agent: Agent) -> None:
     command = await create(agent, COMMAND)
     python = await create(agent, PYTHON)
     listed = await agent.client.get("/api/jobs", headers=agent.admin_headers)
-    targets = {job["id"]: job["target"] for job in listed.json()}
+    targets = {job["id"]: job["target"] for job in listed.json()["jobs"]}
     assert targets[command["id"]]["env"] == {"DB_PASSWORD": "***"}
     assert targets[command["id"]]["argv"] == ["true"]
     assert targets[python["id"]]["kwargs"] == {"a": "***", "b": "***"}
@@ -53,7 +53,7 @@ async def test_reveal_answers_the_target_as_stored(agent: Agent, target: dict[st
         f"/api/jobs/{created['id']}", params={"reveal": "true"}, headers=agent.admin_headers
     )
     listed = await agent.client.get("/api/jobs?reveal=true", headers=agent.admin_headers)
-    for answered in (one.json()["target"], listed.json()[0]["target"]):
+    for answered in (one.json()["target"], listed.json()["jobs"][0]["target"]):
         assert {key: answered[key] for key in target} == target
 
 

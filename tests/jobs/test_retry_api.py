@@ -62,7 +62,7 @@ async def test_a_retry_policy_out_of_range_is_400_naming_the_field(
     assert response.status_code == 400, response.text
     assert response.json()["detail"].startswith(f"retry.{field}:"), response.text
     listed = await call(agent, "GET", "/api/jobs")
-    assert listed.json() == []
+    assert listed.json() == {"jobs": [], "next_cursor": None}
 
 
 async def test_failed_runs_are_listed_across_jobs(agent: Agent) -> None:
