@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast test-sqlite test-postgres chaos bench lint typecheck fmt lock clean
+.PHONY: run test test-fast test-sqlite test-postgres chaos bench lint typecheck fmt lock clean screenshot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,10 @@ lock:
 		--no-header --quiet -o requirements.lock
 	$(VENV)/uv/bin/uv pip compile pyproject.toml --group dev --universal --python-version 3.11 \
 		--no-header --quiet -o requirements-dev.lock
+
+# The README's dashboard screenshots: agent + NAS emulator as processes, a few jobs, Debian's Chromium.
+screenshot: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.ui.screenshot docs/dashboard.png
 
 fmt: $(VENV)/.installed-dev
 	$(BIN)/ruff format .

@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from app.api import fire as fire_api
 from app.api import health as health_api
 from app.api import jobs as jobs_api
+from app.api import metrics as metrics_api
+from app.api import status as status_api
 from app.api.errors import install_error_handlers
 from app.api.openapi import describe_errors_and_fire
 from app.clock import Clock, utc_now
@@ -21,6 +23,7 @@ from app.maintenance import maintenance_loop, startup_reconcile
 from app.services import DrainState, Services, build_services
 from app.settings import Settings
 from app.store import Store
+from app.ui import routes as ui_routes
 from app.version import USER_AGENT, VERSION
 
 TransportFactory = Callable[[], httpx.AsyncBaseTransport | None]
@@ -107,6 +110,9 @@ def create_app(
     app.include_router(health_api.router)
     app.include_router(fire_api.router)
     app.include_router(jobs_api.router)
+    app.include_router(metrics_api.router)
+    app.include_router(status_api.router)
+    app.include_router(ui_routes.router)  # the dashboard, outside the OpenAPI document
     describe_errors_and_fire(app)
     return app
 

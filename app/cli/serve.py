@@ -239,6 +239,7 @@ def dev(
     out().print(
         f"[bold]Chronos dev[/]: agent {agent_url}  ·  NAS emulator {nas_url}\n"
         f"  data: {data}/ (SQLite, admin token, NAS token, NAS signing key)\n"
+        f"  dashboard: {agent_url}/ui  (log in with the admin token)\n"
         "Add a first job from another shell:\n"
         f"  {token_hint}.venv/bin/chronos jobs add 'every 10s' --name hello -- "
         "sh -c 'date >> /tmp/chronos-hello.txt'\n"
