@@ -31,7 +31,8 @@ class EmulatorConfig:
     accepted after it was issued (the configured ones at start); `agent_token_file` is where
     `POST /_emulator/agent-tokens` writes each new token. `fire_at`, `list_endpoint`,
     `provision_answer` and `consume` choose how this NAS behaves (see `variants.py`); a string
-    is accepted for each.
+    is accepted for each. `ca_file` (PEM) adds certificate authorities the deliveries trust
+    besides the public ones, e.g. a reverse proxy's private CA in front of the agents.
     """
 
     public_url: str
@@ -49,6 +50,7 @@ class EmulatorConfig:
     list_endpoint: ListMode = ListMode.ON
     provision_answer: ProvisionAnswer = ProvisionAnswer.FULL
     consume: ConsumeMode = ConsumeMode.SCHEDULE
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         self.public_url = _check_http_url(self.public_url, "public_url")
@@ -82,6 +84,8 @@ class EmulatorConfig:
             raise EmulatorConfigError("agent_token_ttl_seconds: must be positive (or unset)")
         if self.agent_token_file is not None and not self.agent_token_file.strip():
             raise EmulatorConfigError("agent_token_file: must not be blank")
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise EmulatorConfigError(f"ca_file: {self.ca_file!r} is not a file")
         self.fire_at = _choice(FireAtMode, self.fire_at, "fire_at")
         self.list_endpoint = _choice(ListMode, self.list_endpoint, "list_endpoint")
         self.provision_answer = _choice(ProvisionAnswer, self.provision_answer, "provision_answer")
@@ -110,6 +114,9 @@ class EmulatorConfig:
           only; `job` removes whatever arm the job has then, even one armed during the delivery.
         - `NAS_EMULATOR_AGENT_TOKEN_TTL_SECONDS` (unset: never): agent tokens are refused (401)
           once older than this; the configured one counts as issued at start.
+
+        `NAS_EMULATOR_CA_FILE`: a PEM file of certificate authorities that deliveries trust
+        besides the public ones (an agent behind a proxy with a private CA).
         """
         env = os.environ if environ is None else environ
 
@@ -162,6 +169,7 @@ class EmulatorConfig:
                     get, "NAS_EMULATOR_PROVISION_ANSWER", ProvisionAnswer
                 ),
                 consume=_parse_choice(get, "NAS_EMULATOR_CONSUME", ConsumeMode),
+                ca_file=get("NAS_EMULATOR_CA_FILE"),
             )
         except EmulatorConfigError as exc:
             # Validation errors name the field; each tunable field is read from
@@ -186,6 +194,7 @@ _FIELD_VARIABLES = {
         "fire_at",
         "provision_answer",
         "consume",
+        "ca_file",
     )
 } | {"list_endpoint": "NAS_EMULATOR_LIST"}
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import secrets
+import ssl
 from datetime import datetime
 from typing import Any
 
@@ -40,9 +41,11 @@ def default_http_client(config: EmulatorConfig) -> httpx.AsyncClient:
     """The client fires are delivered with: explicit timeouts and limits, no redirects.
 
     `trust_env=False`: NAS reaches agents directly, so proxy variables of a developer's shell
-    must not reroute (or break) deliveries to loopback agents.
+    must not reroute (or break) deliveries to loopback agents. TLS trusts the public CAs, plus
+    `config.ca_file` when set.
     """
     return httpx.AsyncClient(
+        verify=delivery_tls_context(config),
         timeout=httpx.Timeout(config.delivery_timeout_seconds),
         limits=httpx.Limits(
             max_connections=MAX_CONCURRENT_DELIVERIES,
@@ -52,6 +55,14 @@ def default_http_client(config: EmulatorConfig) -> httpx.AsyncClient:
         trust_env=False,
         headers={"User-Agent": USER_AGENT},
     )
+
+
+def delivery_tls_context(config: EmulatorConfig) -> ssl.SSLContext:
+    """httpx's default context (certifi's bundle), with `config.ca_file`'s authorities added."""
+    context = httpx.create_ssl_context(trust_env=False)
+    if config.ca_file is not None:
+        context.load_verify_locations(cafile=config.ca_file)
+    return context
 
 
 def fire_url(agent_callback_url: str) -> str:
