@@ -42,12 +42,12 @@ from app.jobs.batch import (
 from app.jobs.batch_schemas import BatchItemError
 from app.jobs.schemas import JobOut
 from app.jobs.service import (
-    _ONE_SHOT_REPEAT,
+    ONE_SHOT_REPEAT,
     JobService,
-    _parse,
-    _retry_values,
     first_run_plan,
     new_job_values,
+    parse_job_schedule,
+    retry_values,
 )
 from app.schedule import Schedule
 from app.store import Tx
@@ -139,10 +139,10 @@ class Plan:
 def _declared(index: int, item: Any) -> Declared:
     """The item judged alone; `ValidationError` or `InvalidRequest` naming the field."""
     data = JobDeclared.model_validate(item)
-    schedule = _parse(data.schedule, data.timezone)
+    schedule = parse_job_schedule(data.schedule, data.timezone)
     repeat = data.repeat if data.repeat is not None else (1 if schedule.is_one_shot else None)
     if schedule.is_one_shot and repeat != 1:
-        raise InvalidRequest(_ONE_SHOT_REPEAT)
+        raise InvalidRequest(ONE_SHOT_REPEAT)
     return Declared(index, data, schedule, repeat)
 
 
@@ -183,7 +183,7 @@ def _update(job: JobRecord, want: Declared, changed: list[str], now: datetime) -
     values: dict[str, Any] = {"updated_at": now}
     values.update({name: fields[name] for name in changed if name not in (*_RESCHEDULING, "retry")})
     if "retry" in changed:
-        values.update(_retry_values(want.data.retry))
+        values.update(retry_values(want.data.retry))
     op: tuple[NasOp, datetime | None] | None = None
     if any(name in changed for name in _RESCHEDULING):
         _, _, first = first_run_plan(want.data.schedule, want.data.timezone, want.repeat, now)

@@ -29,10 +29,10 @@ from app.store import Store, Tx
 log = logging.getLogger(__name__)
 
 
-_ONE_SHOT_REPEAT = "repeat: a one-shot schedule runs once; use 'every …' or cron to repeat"
+ONE_SHOT_REPEAT = "repeat: a one-shot schedule runs once; use 'every …' or cron to repeat"
 
 
-def _parse(schedule: str, timezone: str) -> Schedule:
+def parse_job_schedule(schedule: str, timezone: str) -> Schedule:
     try:
         return parse_schedule(schedule, timezone)
     except ScheduleError as exc:
@@ -40,7 +40,7 @@ def _parse(schedule: str, timezone: str) -> Schedule:
         raise InvalidRequest(f"{field}: {exc}") from exc
 
 
-def _retry_values(spec: RetrySpec | None) -> dict[str, int]:
+def retry_values(spec: RetrySpec | None) -> dict[str, int]:
     """The job's columns for a retry policy (None: never retried)."""
     policy = (spec or RetrySpec()).policy()
     return {
@@ -52,7 +52,7 @@ def _retry_values(spec: RetrySpec | None) -> dict[str, int]:
 
 def _first_run(schedule: Schedule, repeat: int | None, now: datetime) -> datetime:
     if schedule.is_one_shot and repeat not in (None, 1):
-        raise InvalidRequest(_ONE_SHOT_REPEAT)
+        raise InvalidRequest(ONE_SHOT_REPEAT)
     first = first_fire(schedule, now)
     if first is None or first <= now:
         raise InvalidRequest(f"schedule: {schedule.text!r} is in the past")
@@ -66,7 +66,7 @@ def first_run_plan(
     schedule: str, timezone: str, repeat: int | None, now: datetime
 ) -> tuple[str, int | None, datetime]:
     """A new job's schedule as stored, its `repeat` and its first fire; or `InvalidRequest`."""
-    parsed = _parse(schedule, timezone)
+    parsed = parse_job_schedule(schedule, timezone)
     repeat = repeat if repeat is not None else (1 if parsed.is_one_shot else None)
     return parsed.text, repeat, _first_run(parsed, repeat, now)
 
@@ -92,7 +92,7 @@ def new_job_values(data: JobCreate, now: datetime, plan: Plan = first_run_plan) 
         "misfire_grace_seconds": data.misfire_grace_seconds,
         "catchup": data.catchup,
         "overlap": data.overlap,
-        **_retry_values(data.retry),
+        **retry_values(data.retry),
     }
 
 
@@ -178,12 +178,12 @@ class JobService:
                 if policy in changes:
                     values[policy] = changes[policy]
             if "retry" in changes:
-                values.update(_retry_values(patch.retry))
+                values.update(retry_values(patch.retry))
             op: tuple[NasOp, datetime | None] | None = None
             new_schedule = changes.get("schedule", job.schedule)
             new_zone = changes.get("timezone", job.timezone)
             if (new_schedule, new_zone) != (job.schedule, job.timezone):
-                schedule = _parse(new_schedule, new_zone)
+                schedule = parse_job_schedule(new_schedule, new_zone)
                 was_one_shot = parse_schedule(job.schedule, job.timezone).is_one_shot
                 if "repeat" not in changes and schedule.is_one_shot != was_one_shot:
                     values["repeat"] = 1 if schedule.is_one_shot else None
@@ -199,7 +199,7 @@ class JobService:
                 repeat = values.get("repeat", job.repeat)
                 one_shot = parse_schedule(job.schedule, job.timezone).is_one_shot
                 if "repeat" in changes and repeat not in (None, 1) and one_shot:
-                    raise InvalidRequest(_ONE_SHOT_REPEAT)
+                    raise InvalidRequest(ONE_SHOT_REPEAT)
                 if (
                     job.state != JobState.COMPLETED
                     and repeat is not None
@@ -249,7 +249,7 @@ class JobService:
                 raise Conflict("job is completed; edit its schedule to run it again")
             if job.state == JobState.SCHEDULED:
                 return job
-            schedule = _parse(job.schedule, job.timezone)
+            schedule = parse_job_schedule(job.schedule, job.timezone)
             if schedule.is_one_shot:
                 due = job.next_run_at or first_fire(schedule, job.anchor_at)
                 assert due is not None
@@ -321,7 +321,7 @@ class JobService:
         """The job's next `count` fires, starting at `next_run_at`."""
         if job.next_run_at is None or job.state == JobState.COMPLETED:
             return []
-        schedule = _parse(job.schedule, job.timezone)
+        schedule = parse_job_schedule(job.schedule, job.timezone)
         return upcoming_fires(schedule, job.anchor_at, job.next_run_at, count)
 
     async def purge_completed(self, retention: timedelta) -> int:
