@@ -19,7 +19,6 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,12 +26,13 @@ import httpx
 import pytest
 
 from app.domain.states import RunStatus
-from app.logs import configure_logging, log_context
+from app.logs import log_context
 from app.runner.targets import CommandTarget, HttpTarget, PythonTarget, RunContext, TargetRunner
 from app.runner.targets.command import execute_command
 from app.runner.targets.http import execute_http
 from tests.support.agent import ADMIN_TOKEN, NAS_TOKEN, Agent, RunningNas, run_agent
 from tests.support.keys import SigningKey
+from tests.support.logs import configured_logging
 from tests.support.servers import free_port
 
 HEADER_TOKEN = "hdr-Tok3n-5f1d0c9e7a2b"
@@ -49,29 +49,10 @@ GARBAGE_FIRE_TOKEN = "garbage-fire-token-2a3b4c5d6e"
 LEAKY_COMMAND = "import os, sys; sys.stderr.write('db: ' + os.environ['DB_PASSWORD']); sys.exit(3)"
 
 
-@contextmanager
-def logging_as_serve(level: str, **options: Any) -> Iterator[io.StringIO]:
-    """Logging as `chronos serve` sets it up, writing into a buffer; restored after."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    loggers = logging.root.manager.loggerDict
-    saved_levels = {n: lg.level for n, lg in loggers.items() if isinstance(lg, logging.Logger)}
-    buffer = io.StringIO()
-    configure_logging(level, stream=buffer, **options)
-    try:
-        yield buffer
-    finally:
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
-        for name, logger in list(loggers.items()):
-            if isinstance(logger, logging.Logger):
-                logger.setLevel(saved_levels.get(name, logging.NOTSET))
-
-
 @pytest.fixture
 def log_output() -> Iterator[io.StringIO]:
     """Every line any logger writes at DEBUG and above, as `chronos serve` writes it."""
-    with logging_as_serve("DEBUG") as buffer:
+    with configured_logging("DEBUG") as buffer:
         yield buffer
 
 
@@ -249,7 +230,7 @@ def test_quiet_libraries_stay_quiet_even_when_their_level_is_lowered_later(
 
 
 def test_every_part_of_a_line_is_masked() -> None:
-    with logging_as_serve("INFO", secrets=[ADMIN_TOKEN, None]) as stream:
+    with configured_logging("INFO", secrets=[ADMIN_TOKEN, None]) as stream:
         log = logging.getLogger("tests.secrets")
         try:
             raise RuntimeError(f"call with {ADMIN_TOKEN} failed")

@@ -53,17 +53,32 @@ def api_timeout() -> float:
     return seconds
 
 
+def request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One admin API request; an unreachable agent is a one-line failure."""
+    try:
+        return client.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise fail(f"cannot reach the agent at {client.base_url}: {exc}") from None
+
+
+def refused(response: httpx.Response) -> typer.Exit:
+    """The one-line failure for an error answer, with the agent's `detail`."""
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text
+    return fail(f"HTTP {response.status_code}: {detail}", code=1)
+
+
+def answer(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    """The JSON answer of an admin API request, or the one-line failure."""
+    response = request(client, method, path, **kwargs)
+    if response.status_code >= 400:
+        raise refused(response)
+    return response.json() if response.content else None
+
+
 def call(method: str, path: str, url: str | None, token: str | None, **kwargs: Any) -> Any:
     """One admin API request; an error answer or an unreachable agent is a one-line failure."""
     with admin_client(url, token) as client:
-        try:
-            response = client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise fail(f"cannot reach the agent at {client.base_url}: {exc}") from None
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise fail(f"HTTP {response.status_code}: {detail}", code=1)
-    return response.json() if response.content else None
+        return answer(client, method, path, **kwargs)

@@ -7,37 +7,11 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import typer
 
-from app.cli.client import admin_client
+from app.cli.client import admin_client, answer, refused, request
 from app.cli.console import fail
 
 PAGE = 1000  # the agent's largest page
-
-
-def request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """One admin API request; an unreachable agent is a one-line failure."""
-    try:
-        return client.request(method, path, **kwargs)
-    except httpx.TransportError as exc:
-        raise fail(f"cannot reach the agent at {client.base_url}: {exc}") from None
-
-
-def refused(response: httpx.Response) -> typer.Exit:
-    """The one-line failure for an error answer, with the agent's `detail`."""
-    try:
-        detail = response.json().get("detail", response.text)
-    except (ValueError, AttributeError):
-        detail = response.text
-    return fail(f"HTTP {response.status_code}: {detail}", code=1)
-
-
-def answer(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    """The JSON answer of an admin API request, or the one-line failure."""
-    response = request(client, method, path, **kwargs)
-    if response.status_code >= 400:
-        raise refused(response)
-    return response.json() if response.content else None
 
 
 def pages(client: httpx.Client, params: dict[str, Any]) -> Iterator[dict[str, Any]]:

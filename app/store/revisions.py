@@ -19,13 +19,10 @@ _ASSIGNMENT = re.compile(r"^(revision|down_revision)\b[^=\n]*=(.*)$", re.MULTILI
 _QUOTED = re.compile(r"""["']([^"'\n]+)["']""")
 
 
-@functools.cache
-def head_revision(versions: Path = MIGRATIONS / "versions") -> str | None:
-    """The single head revision of the scripts in `versions`; None when it cannot be told
-    from their text (a script whose `revision` is not one quoted id, several heads): the
-    caller then asks Alembic. Reads files: call it off the event loop (it is cached)."""
-    revisions: list[str] = []
-    parents: set[str] = set()
+def _parents_by_revision(versions: Path) -> dict[str, tuple[str, ...]] | None:
+    """Each script's revision and the revisions it follows; None when that cannot be told
+    from their text (a script whose `revision` is not one quoted id, a revision twice)."""
+    parents_of: dict[str, tuple[str, ...]] = {}
     scripts = sorted(versions.glob("*.py"))
     for script in scripts:
         fields: dict[str, list[str]] = {}
@@ -33,12 +30,21 @@ def head_revision(versions: Path = MIGRATIONS / "versions") -> str | None:
             fields.setdefault(name, []).extend(_QUOTED.findall(value))
         if len(fields.get("revision", [])) != 1:
             return None
-        revisions += fields["revision"]
-        parents.update(fields.get("down_revision", []))
-    heads = set(revisions) - parents
-    if len(set(revisions)) != len(scripts) or len(heads) != 1:
+        [revision] = fields["revision"]
+        parents_of[revision] = tuple(fields.get("down_revision", []))
+    return parents_of if len(parents_of) == len(scripts) else None
+
+
+@functools.cache
+def head_revision(versions: Path = MIGRATIONS / "versions") -> str | None:
+    """The single head revision of the scripts in `versions`; None when it cannot be told
+    from their text (a script whose `revision` is not one quoted id, several heads): the
+    caller then asks Alembic. Reads files: call it off the event loop (it is cached)."""
+    parents_of = _parents_by_revision(versions)
+    if parents_of is None:
         return None
-    return heads.pop()
+    heads = set(parents_of) - {parent for parents in parents_of.values() for parent in parents}
+    return heads.pop() if len(heads) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -59,19 +65,15 @@ def revision_chain(versions: Path = MIGRATIONS / "versions") -> tuple[str, ...]:
     """The revisions from the head down to the first script (empty when the head cannot be
     told from the scripts' text). Reads files: call it off the event loop (it is cached)."""
     head = head_revision(versions)
-    if head is None:
+    parents_of = _parents_by_revision(versions)
+    if head is None or parents_of is None:
         return ()
-    parent_of: dict[str, str | None] = {}
-    for script in versions.glob("*.py"):
-        fields = dict(_ASSIGNMENT.findall(script.read_text(encoding="utf-8")))
-        [name] = _QUOTED.findall(fields["revision"])
-        parents = _QUOTED.findall(fields.get("down_revision", ""))
-        parent_of[name] = parents[0] if parents else None
     chain: list[str] = []
     step: str | None = head
     while step is not None and step not in chain:
         chain.append(step)
-        step = parent_of.get(step)
+        parents = parents_of.get(step, ())
+        step = parents[0] if parents else None
     return tuple(chain)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ import pytest_asyncio
 import uvicorn
 
 from tests.cli.invoke import Ran, run_chronos
-from tests.support.agent import ADMIN_TOKEN, Agent
+from tests.cli.served_agent import ServedAgent
+from tests.support.agent import Agent
 from tests.support.servers import bind_loopback, running
 
 pytestmark = pytest.mark.asyncio
@@ -43,14 +43,7 @@ class Served:
 
     async def run(self, *args: str, stdin: str | None = None) -> Ran:
         """`chronos ARGS` in a worker thread: the agent answers on this event loop."""
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.cwd),
-            "LANG": "C.UTF-8",
-            "COLUMNS": "200",
-            "CHRONOS_API_URL": self.url,
-            "CHRONOS_ADMIN_TOKEN": ADMIN_TOKEN,
-        }
+        env = ServedAgent(url=self.url, cwd=self.cwd).env()
         return await asyncio.to_thread(run_chronos, args, env=env, cwd=self.cwd, stdin=stdin)
 
     async def ok(self, *args: str, stdin: str | None = None) -> str:

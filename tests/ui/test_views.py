@@ -6,36 +6,27 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from app.domain.records import FireRecord, JobRecord, OutboxRecord
-from app.domain.states import Catchup, JobState, NasOp, Overlap, RunKind, RunStatus
+from app.domain.states import JobState, NasOp, RunKind, RunStatus
 from app.ui.chart import lateness_chart
 from app.ui.views import arm_state, run_row, seconds_text
+from tests.support.records import job_record
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def _job(**changes: object) -> JobRecord:
-    job = JobRecord(
-        id="j1",
-        name="job",
-        schedule="every 1h",
-        timezone="UTC",
-        target={"type": "command", "argv": ["true"]},
-        repeat=None,
-        runs_started=0,
-        state=JobState.SCHEDULED,
-        anchor_at=T0,
-        next_run_at=T0 + timedelta(hours=1),
-        last_run_at=None,
-        last_status=None,
-        created_at=T0,
-        updated_at=T0,
-        misfire_grace_seconds=None,
-        catchup=Catchup.RUN_ONCE,
-        overlap=Overlap.SKIP,
-        completed_at=None,
-        nas_armed_at=T0 + timedelta(hours=1),
-    )
-    return replace(job, **changes)  # type: ignore[arg-type]
+    """An hourly job created at `T0`, its next fire armed at NAS; `changes` replace fields."""
+    due = T0 + timedelta(hours=1)
+    fields: dict[str, object] = {
+        "id": "j1",
+        "name": "job",
+        "anchor_at": T0,
+        "created_at": T0,
+        "updated_at": T0,
+        "next_run_at": due,
+        "nas_armed_at": due,
+    }
+    return job_record(**{**fields, **changes})
 
 
 def _op(**changes: object) -> OutboxRecord:
